@@ -28,6 +28,7 @@ function step(name, cmd, args) {
 }
 
 if (!values["no-check"]) {
+  step("lockfile (npm ci accepts it)", process.execPath, [`${root}scripts/lock.mjs`, "--check"]);
   step("type-check (tsc)", process.execPath, [`${root}node_modules/typescript/bin/tsc`, "-p", "tsconfig.json"]);
   step("lint (deno lint)", bin("deno"), ["lint", "--quiet"]);
 }
