@@ -1,0 +1,1623 @@
+/**
+ * The libpq-style PostgreSQL client: connecting (hosts in order or shuffled, `connect_timeout`,
+ * TLS, every password method, `target_session_attrs`), simple and extended queries with
+ * pipelining, prepared statements, row streaming with backpressure, COPY in and out, notices,
+ * LISTEN/NOTIFY, cancel, transactions.
+ *
+ * Sockets come from a {@link SocketFactory}: by default the runtime's `node:net` (TCP and unix
+ * sockets), which Deno, Bun and Node all provide; the transport layer hands in an rsocket
+ * factory instead. This module imports neither `ffi/` nor `transport/`.
+ *
+ * Pipelining: every call writes its messages at once (batched per microtask into one socket
+ * write) and queues a handler; responses are matched in order. Each extended query ends with its
+ * own Sync, so one failing query does not abort the ones pipelined behind it.
+ *
+ * Backpressure: row streams and COPY TO pause the socket when the consumer falls behind, so the
+ * server blocks in send() and memory stays bounded by one socket read.
+ *
+ * @module
+ */
+import { EventEmitter } from "node:events";
+import { connect as netConnect, isIP, type Socket } from "node:net";
+import { userInfo } from "node:os";
+import type { Duplex } from "node:stream";
+import { Readable } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import {
+  BodyReader,
+  cancelRequest,
+  COPY_DONE,
+  copyDataHeader,
+  copyFail,
+  type FieldDescription,
+  type Frame,
+  FrameReader,
+  parseCommandComplete,
+  parseFields,
+  parseParameterDescription,
+  parseRowDescription,
+  startupMessage,
+  SYNC,
+  TERMINATE,
+  utf8,
+  type WireParam,
+  writeBind,
+  writeClose,
+  writeDescribe,
+  writeExecute,
+  writeParse,
+  Writer,
+  writeQuery,
+} from "./_codec.ts";
+import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
+import { serverEndPointHash } from "./_scram.ts";
+import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
+import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
+import { defaultTypes, encodeText, type TypeRegistry } from "./types.ts";
+
+export type { FieldDescription } from "./_codec.ts";
+
+/** Where a socket should connect. Unix: `path` is the socket file (`<dir>/.s.PGSQL.<port>`). */
+export type SocketTarget =
+  | { kind: "tcp"; host: string; port: number; hostaddr?: string }
+  | { kind: "unix"; path: string };
+
+/**
+ * Makes a CONNECTED `node:stream` Duplex (net.Socket-like) for a target. The client also uses it
+ * for cancel requests. Abort `signal` to give up (connect_timeout).
+ */
+export type SocketFactory = (
+  target: SocketTarget,
+  opts: { signal: AbortSignal; keepAlive?: { idle?: number } },
+) => Duplex | Promise<Duplex>;
+
+/** One host to try (the shape of conninfo's `HostSpec`). */
+export interface HostTarget {
+  host: string;
+  hostaddr?: string;
+  port: number;
+  kind: "tcp" | "unix";
+}
+
+/** Resolved connection settings (the shape of conninfo's `ConnInfo`). */
+export interface ResolvedConnInfo {
+  readonly options: Readonly<Record<string, string | undefined>>;
+  readonly hosts: readonly HostTarget[];
+}
+
+/** Options of {@link connectWith} that are not libpq keywords. */
+export interface ClientOptions {
+  /** Password, or a function asked only when the server wants one. Overrides `password`. */
+  password?: string | (() => string | undefined | Promise<string | undefined>);
+  /** Socket factory (default: `node:net`). */
+  socketFactory?: SocketFactory;
+  /** Type decoders (default: {@link defaultTypes}). */
+  types?: TypeRegistry;
+  /** Called for every NoticeResponse (also emitted as the `notice` event). */
+  onNotice?: (notice: Notice) => void;
+  /**
+   * Keep each query's SQL prepared on the server (named statements, up to 500, least recently
+   * created evicted) so repeated queries skip parsing and planning; per-query
+   * `QueryOptions.prepare` overrides. Default false, as in libpq: named statements break
+   * transaction-pooling proxies, and `SELECT *` statements fail with 0A000 "cached plan must not
+   * change result type" after the table changes.
+   */
+  prepare?: boolean;
+  /** Called for every NotificationResponse (also emitted as the `notification` event). */
+  onNotification?: (n: Notification) => void;
+  /** Home directory for libpq's default TLS files (`~/.postgresql/root.crt`, ...); default the OS's. */
+  homeDir?: string;
+  /** Looks up a password (.pgpass) for a host when none was given. */
+  lookupPassword?: (host: HostTarget) => string | undefined;
+}
+
+/** A NoticeResponse: the same fields as an error. */
+export type Notice = ErrorFields & { severity: string; message: string };
+
+/** A NotificationResponse (LISTEN/NOTIFY). */
+export interface Notification {
+  processId: number;
+  channel: string;
+  payload: string;
+}
+
+/** A row: column name → value, or values in column order with `rowMode: "array"`. */
+export type Row = Record<string, unknown>;
+
+/** Result of one statement. */
+export interface QueryResult<R = Row> {
+  /** CommandComplete tag, e.g. `"SELECT 3"`, `"INSERT 0 1"`. */
+  command: string;
+  /** Rows affected or returned, when the tag says (null for e.g. `CREATE TABLE`). */
+  rowCount: number | null;
+  fields: FieldDescription[];
+  rows: R[];
+}
+
+/** Options of one query. */
+export interface QueryOptions {
+  /** Rows as arrays instead of objects. */
+  rowMode?: "array";
+  /** Ask for results in binary format (decoded by type OID; unknown types stay bytes). */
+  binary?: boolean;
+  /** Parameter type OIDs (0 or missing: let the server infer). */
+  types?: readonly number[];
+  /** Use (and keep) a cached named statement for this SQL; see {@link ClientOptions.prepare}. */
+  prepare?: boolean;
+}
+
+/** Options of {@link Client.stream}. */
+export interface StreamOptions extends QueryOptions {
+  /** Rows buffered before the socket is paused (default 1000). */
+  highWaterMark?: number;
+}
+
+const SOCKET_EOF = "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.";
+
+// ---------------------------------------------------------------------------------------------
+// Handlers of in-flight requests
+
+interface Handler {
+  /** A backend message for this request (not N/A/S, which the client handles). */
+  message(f: Frame): void;
+  /** Fast path for DataRow `D`: the body is `bytes[start, end)`, no frame object made. */
+  row?(bytes: Uint8Array, start: number, end: number): void;
+  /** ReadyForQuery: the request is complete. */
+  ready(): void;
+  /** The connection failed; reject. */
+  fail(e: Error): void;
+}
+
+type Decoder = (bytes: Uint8Array, start: number, end: number) => unknown;
+
+function makeDecoders(fields: FieldDescription[], types: TypeRegistry): Decoder[] {
+  return fields.map((f) => {
+    if (f.format === 1) {
+      const p = types.binaryParser(f.typeOid);
+      return (b, s, e) => p(b.subarray(s, e));
+    }
+    const p = types.textParser(f.typeOid);
+    return p ? (b, s, e) => p(utf8(b, s, e)) : (b, s, e) => utf8(b, s, e);
+  });
+}
+
+/** Decodes DataRow `D` (body `b[start, end)`) into an object or array. */
+function decodeRow(b: Uint8Array, start: number, fields: FieldDescription[], decoders: Decoder[], asArray: boolean): Row | unknown[] {
+  const n = (b[start] << 8) | b[start + 1];
+  if (n !== decoders.length) throw new ProtocolError(`DataRow has ${n} columns, RowDescription ${decoders.length}`);
+  let p = start + 2;
+  const out: Row | unknown[] = asArray ? new Array(n) : {};
+  for (let i = 0; i < n; i++) {
+    const len = (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3];
+    p += 4;
+    let v: unknown = null;
+    if (len >= 0) {
+      v = decoders[i](b, p, p + len);
+      p += len;
+    }
+    if (asArray) (out as unknown[])[i] = v;
+    else (out as Row)[fields[i].name] = v;
+  }
+  return out;
+}
+
+const T = {
+  parseComplete: 0x31, // 1
+  bindComplete: 0x32, // 2
+  closeComplete: 0x33, // 3
+  commandComplete: 0x43, // C
+  copyData: 0x64, // d
+  copyDone: 0x63, // c
+  copyInResponse: 0x47, // G
+  copyOutResponse: 0x48, // H
+  copyBothResponse: 0x57, // W
+  dataRow: 0x44, // D
+  emptyQuery: 0x49, // I
+  error: 0x45, // E
+  noData: 0x6e, // n
+  notice: 0x4e, // N
+  notification: 0x41, // A
+  parameterDescription: 0x74, // t
+  parameterStatus: 0x53, // S
+  portalSuspended: 0x73, // s
+  ready: 0x5a, // Z
+  rowDescription: 0x54, // T
+  auth: 0x52, // R
+  backendKey: 0x4b, // K
+  negotiateVersion: 0x76, // v
+} as const;
+
+function errorFromBody(body: Uint8Array): PostgresError {
+  return new PostgresError(fieldsOf(body));
+}
+
+function fieldsOf(body: Uint8Array): ErrorFields {
+  const raw = parseFields(body);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    const name = ERROR_FIELDS[k as keyof typeof ERROR_FIELDS];
+    if (name) out[name] = v;
+  }
+  return out as ErrorFields;
+}
+
+/** Collects the results of a simple or extended query. */
+class QueryHandler<R> implements Handler {
+  results: QueryResult<R>[] = [];
+  #fields: FieldDescription[] = [];
+  #decoders: Decoder[] = [];
+  #rows: R[] = [];
+  #error: Error | undefined;
+  #types: TypeRegistry;
+  #asArray: boolean;
+  #resolve: (r: QueryResult<R>[]) => void;
+  #reject: (e: Error) => void;
+  #client: Client;
+  readonly promise: Promise<QueryResult<R>[]>;
+
+  constructor(client: Client, types: TypeRegistry, asArray: boolean) {
+    this.#client = client;
+    this.#types = types;
+    this.#asArray = asArray;
+    let res!: (r: QueryResult<R>[]) => void, rej!: (e: Error) => void;
+    this.promise = new Promise((a, b) => {
+      res = a;
+      rej = b;
+    });
+    this.#resolve = res;
+    this.#reject = rej;
+  }
+
+  message(f: Frame): void {
+    switch (f.type) {
+      case T.rowDescription:
+        this.#fields = parseRowDescription(f.body);
+        this.#decoders = makeDecoders(this.#fields, this.#types);
+        this.#rows = [];
+        break;
+      case T.dataRow:
+        this.row(f.body, 0);
+        break;
+      case T.commandComplete: {
+        const { command, rowCount } = parseCommandComplete(f.body);
+        this.results.push({ command, rowCount, fields: this.#fields, rows: this.#rows });
+        this.#fields = [];
+        this.#rows = [];
+        break;
+      }
+      case T.emptyQuery:
+        this.results.push({ command: "", rowCount: null, fields: [], rows: [] });
+        break;
+      case T.error:
+        this.#error ??= errorFromBody(f.body);
+        break;
+      case T.copyInResponse:
+        // A COPY FROM STDIN sent through query(): refuse it cleanly.
+        this.#client._sendNow(copyFail("COPY FROM STDIN is not supported by query(); use copyFrom()"));
+        break;
+      case T.copyOutResponse:
+      case T.copyData:
+      case T.copyDone:
+        this.#error ??= new TypeError("COPY TO STDOUT is not supported by query(); use copyTo()");
+        break;
+      case T.parseComplete:
+        this.parsed = true;
+        break;
+      default:
+        break; // 2 3 n t s: acknowledgements
+    }
+  }
+
+  /** Whether ParseComplete arrived (a cached statement now exists on the server). */
+  parsed = false;
+
+  row(bytes: Uint8Array, start: number): void {
+    try {
+      this.#rows.push(decodeRow(bytes, start, this.#fields, this.#decoders, this.#asArray) as R);
+    } catch (e) {
+      this.#error ??= e as Error; // a decoder failed: report it, keep the connection in sync
+    }
+  }
+
+  ready(): void {
+    if (this.#error) this.#reject(this.#error);
+    else this.#resolve(this.results);
+  }
+
+  fail(e: Error): void {
+    this.#reject(this.#error instanceof PostgresError ? this.#error : e);
+  }
+}
+
+/** Parse + Describe statement: parameter and result types of a prepared statement. */
+class DescribeHandler implements Handler {
+  params: number[] = [];
+  fields: FieldDescription[] = [];
+  #error: Error | undefined;
+  #resolve!: () => void;
+  #reject!: (e: Error) => void;
+  readonly promise = new Promise<void>((a, b) => {
+    this.#resolve = a;
+    this.#reject = b;
+  });
+  message(f: Frame): void {
+    if (f.type === T.parameterDescription) this.params = parseParameterDescription(f.body);
+    else if (f.type === T.rowDescription) this.fields = parseRowDescription(f.body);
+    else if (f.type === T.error) this.#error ??= errorFromBody(f.body);
+  }
+  ready(): void {
+    if (this.#error) this.#reject(this.#error);
+    else this.#resolve();
+  }
+  fail(e: Error): void {
+    this.#reject(this.#error ?? e);
+  }
+}
+
+/**
+ * Shared machinery of row streams and COPY TO: items are buffered; the socket is paused while
+ * the buffer holds `highWaterMark` items and resumed once the consumer takes them.
+ */
+class Flow<T> implements AsyncIterableIterator<T> {
+  #buf: T[] = [];
+  #head = 0;
+  #done = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  #paused = false;
+  #discard = false;
+  #hwm: number;
+  #client: Client;
+
+  constructor(client: Client, hwm: number) {
+    this.#client = client;
+    this.#hwm = hwm;
+  }
+
+  push(item: T): void {
+    if (this.#discard) return;
+    this.#buf.push(item);
+    if (!this.#paused && this.#buf.length - this.#head >= this.#hwm) {
+      this.#paused = true;
+      this.#client._pauseReading();
+    }
+    this.#signal();
+  }
+
+  end(error?: Error): void {
+    this.#done = true;
+    this.#error ??= error;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#client._resumeReading();
+    }
+    this.#signal();
+  }
+
+  #signal(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    for (;;) {
+      if (this.#head < this.#buf.length) {
+        const v = this.#buf[this.#head];
+        (this.#buf as unknown[])[this.#head++] = undefined;
+        if (this.#head > 1024 && this.#head * 2 > this.#buf.length) {
+          this.#buf = this.#buf.slice(this.#head);
+          this.#head = 0;
+        }
+        if (this.#paused && this.#buf.length - this.#head <= this.#hwm >> 1) {
+          this.#paused = false;
+          this.#client._resumeReading();
+        }
+        return { value: v, done: false };
+      }
+      if (this.#done) {
+        if (this.#error) {
+          const e = this.#error;
+          this.#error = undefined;
+          throw e;
+        }
+        return { value: undefined, done: true };
+      }
+      await new Promise<void>((r) => (this.#wake = r));
+    }
+  }
+
+  /** The consumer stopped early: drop what remains (the connection stays usable). */
+  return(): Promise<IteratorResult<T>> {
+    this.#discard = true;
+    this.#buf = [];
+    this.#head = 0;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#client._resumeReading();
+    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+}
+
+/** Rows of a query as an async iterator, with backpressure. */
+class StreamHandler implements Handler {
+  #fields: FieldDescription[] = [];
+  #decoders: Decoder[] = [];
+  #error: Error | undefined;
+  #types: TypeRegistry;
+  #asArray: boolean;
+  readonly flow: Flow<Row | unknown[]>;
+  constructor(client: Client, types: TypeRegistry, asArray: boolean, hwm: number) {
+    this.#types = types;
+    this.#asArray = asArray;
+    this.flow = new Flow(client, hwm);
+  }
+  message(f: Frame): void {
+    if (f.type === T.rowDescription) {
+      this.#fields = parseRowDescription(f.body);
+      this.#decoders = makeDecoders(this.#fields, this.#types);
+    } else if (f.type === T.dataRow) this.row(f.body, 0);
+    else if (f.type === T.error) this.#error ??= errorFromBody(f.body);
+  }
+  row(bytes: Uint8Array, start: number): void {
+    try {
+      this.flow.push(decodeRow(bytes, start, this.#fields, this.#decoders, this.#asArray));
+    } catch (e) {
+      this.#error ??= e as Error;
+    }
+  }
+  ready(): void {
+    this.flow.end(this.#error);
+  }
+  fail(e: Error): void {
+    this.flow.end(this.#error ?? e);
+  }
+}
+
+/** COPY ... TO STDOUT: CopyData payloads as an async iterator, with backpressure. */
+class CopyOutHandler implements Handler {
+  #error: Error | undefined;
+  result: { command: string; rowCount: number | null } | undefined;
+  readonly flow: Flow<Uint8Array>;
+  #client: Client;
+  constructor(client: Client, hwm: number) {
+    this.#client = client;
+    this.flow = new Flow(client, hwm);
+  }
+  message(f: Frame): void {
+    switch (f.type) {
+      case T.copyData:
+        this.flow.push(f.body);
+        break;
+      case T.commandComplete:
+        this.result = parseCommandComplete(f.body);
+        break;
+      case T.error:
+        this.#error ??= errorFromBody(f.body);
+        break;
+      case T.copyInResponse:
+        this.#client._sendNow(copyFail("copyTo() was given a COPY FROM statement"));
+        break;
+      default:
+        break; // H, c
+    }
+  }
+  ready(): void {
+    if (!this.#error && !this.result) this.#error = new TypeError("copyTo() was given a statement that is not COPY ... TO STDOUT");
+    this.flow.end(this.#error);
+  }
+  fail(e: Error): void {
+    this.flow.end(this.#error ?? e);
+  }
+}
+
+/** COPY ... FROM STDIN: waits for CopyInResponse, then the client pumps the data. */
+class CopyInHandler implements Handler {
+  #error: Error | undefined;
+  result: { command: string; rowCount: number | null } | undefined;
+  /** Resolves when the server is ready for data (true) or refused the COPY (false). */
+  readonly started: Promise<boolean>;
+  #start!: (ok: boolean) => void;
+  #resolve!: (r: { command: string; rowCount: number | null }) => void;
+  #reject!: (e: Error) => void;
+  /** Set when the server reported an error during the copy: stop sending. */
+  serverFailed = false;
+  readonly promise = new Promise<{ command: string; rowCount: number | null }>((a, b) => {
+    this.#resolve = a;
+    this.#reject = b;
+  });
+  constructor() {
+    this.started = new Promise((r) => (this.#start = r));
+  }
+  /** An error of the data source (reported instead of the server's echo of our CopyFail). */
+  sourceError: Error | undefined;
+  message(f: Frame): void {
+    switch (f.type) {
+      case T.copyInResponse:
+        this.#start(true);
+        break;
+      case T.commandComplete:
+        this.result = parseCommandComplete(f.body);
+        break;
+      case T.error:
+        this.#error ??= errorFromBody(f.body);
+        this.serverFailed = true;
+        this.#start(false);
+        break;
+      case T.copyOutResponse:
+        this.#error ??= new TypeError("copyFrom() was given a COPY TO statement; use copyTo()");
+        break;
+      default:
+        break;
+    }
+  }
+  ready(): void {
+    this.#start(false);
+    const err = this.sourceError ?? this.#error ?? (this.result ? undefined : new TypeError("copyFrom() was given a statement that is not COPY ... FROM STDIN"));
+    if (err) this.#reject(err);
+    else this.#resolve(this.result!);
+  }
+  fail(e: Error): void {
+    this.serverFailed = true;
+    this.#start(false);
+    this.#reject(this.sourceError ?? this.#error ?? e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+
+/** The default socket factory: `node:net` TCP or unix socket, connected, no Nagle, keepalives. */
+export const netSocketFactory: SocketFactory = (target, { signal, keepAlive }) =>
+  new Promise<Duplex>((resolve, reject) => {
+    const s: Socket = target.kind === "unix"
+      ? netConnect({ path: target.path })
+      : netConnect({ host: target.hostaddr || target.host, port: target.port });
+    const onAbort = () => {
+      s.destroy();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    s.once("error", (e) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(e);
+    });
+    s.once("connect", () => {
+      signal.removeEventListener("abort", onAbort);
+      if (target.kind === "tcp") {
+        s.setNoDelay(true);
+        if (keepAlive) s.setKeepAlive(true, (keepAlive.idle ?? 0) * 1000);
+      }
+      resolve(s);
+    });
+  });
+
+function socketTarget(h: HostTarget): SocketTarget {
+  if (h.kind === "tcp") return { kind: "tcp", host: h.host, port: h.port, hostaddr: h.hostaddr };
+  // libpq: a host starting with "@" names a directory in Linux's abstract socket namespace.
+  const dir = h.host.startsWith("@") ? "\0" + h.host.slice(1) : h.host;
+  return { kind: "unix", path: `${dir}/.s.PGSQL.${h.port}` };
+}
+
+/** libpq's prefix of a per-host connection failure. */
+function describeHost(h: HostTarget, remote?: string): string {
+  if (h.kind === "unix") return `connection to server on socket "${h.host}/.s.PGSQL.${h.port}" failed`;
+  const addr = h.hostaddr && h.hostaddr !== h.host ? h.hostaddr : !isIP(h.host) && remote ? remote : undefined;
+  return `connection to server at "${h.host}"${addr ? ` (${addr})` : ""}, port ${h.port} failed`;
+}
+
+function socketErrorText(e: unknown, h: HostTarget): string {
+  const err = e as NodeJS.ErrnoException;
+  switch (err?.code) {
+    case "ECONNREFUSED":
+      return h.kind === "unix"
+        ? "Connection refused\n\tIs the server running locally and accepting connections on that socket?"
+        : "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?";
+    case "ENOENT":
+      return "No such file or directory\n\tIs the server running locally and accepting connections on that socket?";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `could not translate host name "${h.host}" to address: ${err.code === "ENOTFOUND" ? "Name or service not known" : "Temporary failure in name resolution"}`;
+    case "ECONNRESET":
+    case "EPIPE":
+      return SOCKET_EOF;
+    default:
+      return err instanceof Error ? err.message : String(e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/** What a failed attempt means for the host walk. */
+class AttemptError extends Error {
+  /** Stop trying other hosts (authentication failed, as in libpq). */
+  final: boolean;
+  /** Retry this host without/with TLS (sslmode prefer/allow). */
+  retryOtherTls: boolean;
+  code?: string;
+  constructor(message: string, cause: unknown, final: boolean, retryOtherTls = false, code?: string) {
+    super(message, { cause });
+    this.final = final;
+    this.retryOtherTls = retryOtherTls;
+    this.code = code;
+  }
+}
+
+/**
+ * A connection to PostgreSQL. Make one with {@link connect} (from `mod.ts`) or
+ * {@link connectWith}. Events: `notice` (Notice), `notification` (Notification),
+ * `parameter` (name, value), `end` (error or undefined) when the connection is gone.
+ */
+export class Client extends EventEmitter {
+  #socket!: Duplex;
+  #raw: Duplex | undefined; // the socket under TLS, destroyed with it
+  #reader = new FrameReader();
+  #queue: Handler[] = [];
+  #qhead = 0;
+  #out: Uint8Array[] = [];
+  #flushScheduled = false;
+  #held: (Uint8Array | { copy: Uint8Array })[] | undefined; // writes held back while a COPY FROM owns the wire
+  #closed: Error | undefined;
+  #ending = false;
+  #closedPromise!: Promise<void>;
+  #fatal: PostgresError | undefined;
+  #types: TypeRegistry;
+  #factory: SocketFactory;
+  #host!: HostTarget;
+  #onNotice?: (n: Notice) => void;
+  #onNotification?: (n: Notification) => void;
+  #stmtCounter = 0;
+  #pauses = 0;
+  #startup: { frames: Frame[]; wake?: () => void; error?: Error } | undefined;
+  #prepare: boolean;
+  // SQL (+ parameter types) → server-side statement name, for `prepare: true`; oldest first.
+  #stmtCache = new Map<string, string>();
+
+  /** ParameterStatus values reported by the server (server_version, TimeZone, in_hot_standby, ...). */
+  readonly parameters: Map<string, string> = new Map();
+  /** BackendKeyData: the backend's process id (0 until connected). */
+  processId = 0;
+  /** BackendKeyData: the cancel secret. */
+  secretKey: Uint8Array = new Uint8Array(0);
+  /** Transaction status from the last ReadyForQuery: `I` idle, `T` in a transaction, `E` failed. */
+  transactionStatus = "I";
+  /** Whether the connection uses TLS. */
+  tls = false;
+  /** The authentication method used ("trust", "password", "md5", "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"). */
+  authMethod = "";
+  /** Whether SCRAM channel binding was used and verified. */
+  channelBound = false;
+  /** Protocol version in use: "3.0", or "3.2" with `max_protocol_version=3.2` on PostgreSQL 18+. */
+  protocolVersion = "3.0";
+
+  /** @internal Use {@link connectWith}. */
+  constructor(types: TypeRegistry, factory: SocketFactory, opts: ClientOptions) {
+    super();
+    this.#types = types;
+    this.#factory = factory;
+    this.#onNotice = opts.onNotice;
+    this.#onNotification = opts.onNotification;
+    this.#prepare = opts.prepare === true;
+  }
+
+  /** The host this client is connected to. */
+  get host(): HostTarget {
+    return this.#host;
+  }
+
+  /** Whether the connection is gone. */
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  // --- socket plumbing ---------------------------------------------------------------------
+
+  /** @internal Attaches the socket after TLS negotiation; starts reading frames. */
+  _attach(socket: Duplex, host: HostTarget, raw: Duplex = socket): void {
+    this.#socket = socket;
+    this.#raw = raw;
+    this.#host = host;
+    this.#startup = { frames: [] };
+    let closedResolve!: () => void;
+    this.#closedPromise = new Promise((r) => (closedResolve = r));
+    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    socket.on("error", (e: Error) => this.#teardown(e));
+    socket.on("close", () => {
+      this.#teardown(undefined);
+      closedResolve();
+    });
+    socket.on("end", () => this.#teardown(undefined));
+    socket.resume();
+  }
+
+  #onData(chunk: Uint8Array): void {
+    try {
+      const r = this.#reader;
+      r.push(chunk);
+      while (r.advance()) {
+        if (r.type === T.dataRow && !this.#startup) {
+          const h = this.#queue[this.#qhead];
+          if (h?.row) {
+            h.row(r.bytes, r.start, r.end);
+            continue;
+          }
+        }
+        this.#dispatch({ type: r.type, body: r.bytes.subarray(r.start, r.end) });
+      }
+    } catch (e) {
+      this.#teardown(e instanceof Error ? e : new ProtocolError(String(e)));
+      this.#socket.destroy();
+    }
+  }
+
+  #dispatch(f: Frame): void {
+    switch (f.type) {
+      case T.notice: {
+        const n = fieldsOf(f.body) as Notice;
+        this.#user(() => {
+          this.#onNotice?.(n);
+          this.emit("notice", n);
+        });
+        return;
+      }
+      case T.notification: {
+        const r = new BodyReader(f.body);
+        const n: Notification = { processId: r.i32(), channel: r.cstr(), payload: r.cstr() };
+        this.#user(() => {
+          this.#onNotification?.(n);
+          this.emit("notification", n);
+        });
+        return;
+      }
+      case T.parameterStatus: {
+        const r = new BodyReader(f.body);
+        const name = r.cstr();
+        const value = r.cstr();
+        this.parameters.set(name, value);
+        this.#user(() => this.emit("parameter", name, value));
+        return;
+      }
+    }
+    if (this.#startup) {
+      this.#startup.frames.push(f);
+      const w = this.#startup.wake;
+      this.#startup.wake = undefined;
+      w?.();
+      return;
+    }
+    const h = this.#queue[this.#qhead];
+    if (f.type === T.error) {
+      const e = errorFromBody(f.body);
+      if (e.severity === "FATAL" || e.severity === "PANIC") this.#fatal = e;
+      if (!h) {
+        this.#teardown(e);
+        return;
+      }
+    }
+    if (!h) throw new ProtocolError(`unexpected message from server while idle: '${String.fromCharCode(f.type)}'`);
+    if (f.type === T.ready) {
+      this.transactionStatus = String.fromCharCode(f.body[0]);
+      this.#queue[this.#qhead++] = undefined as unknown as Handler;
+      if (this.#qhead > 256 && this.#qhead * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#qhead);
+        this.#qhead = 0;
+      }
+      h.ready();
+      return;
+    }
+    h.message(f);
+  }
+
+  /**
+   * Runs user callbacks. One that throws must not be taken for a protocol error and kill the
+   * connection; its error is rethrown outside our stack, as Node does for event listeners.
+   */
+  #user(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+
+  #teardown(e: Error | undefined): void {
+    if (this.#closed) return;
+    const cause = e ?? this.#fatal;
+    const err = this.#ending
+      ? new ConnectionError("connection is closed", { cause })
+      : cause instanceof PostgresError
+      ? cause
+      : new ConnectionError(cause instanceof ProtocolError ? cause.message : cause ? `${SOCKET_EOF}\n(${cause.message})` : SOCKET_EOF, { cause });
+    this.#closed = err;
+    if (this.#startup) {
+      this.#startup.error = err;
+      this.#startup.wake?.();
+    }
+    const pending = this.#queue.slice(this.#qhead);
+    this.#queue = [];
+    this.#qhead = 0;
+    for (const h of pending) h.fail(err);
+    this.#socket.destroy();
+    if (this.#raw !== this.#socket) this.#raw?.destroy();
+    this.#user(() => this.emit("end", this.#ending ? undefined : err));
+  }
+
+  /** @internal Sends bytes now, ahead of batched writes (CopyFail). */
+  _sendNow(b: Uint8Array): void {
+    this.#flush();
+    if (!this.#closed) this.#socket.write(b);
+  }
+
+  /** @internal Pauses reading (a consumer is behind). Nested: resumed when every pauser resumes. */
+  _pauseReading(): void {
+    if (this.#pauses++ === 0) this.#socket.pause();
+  }
+
+  /** @internal Undoes one {@link _pauseReading}. */
+  _resumeReading(): void {
+    if (this.#pauses > 0 && --this.#pauses === 0) this.#socket.resume();
+  }
+
+  #send(b: Uint8Array): void {
+    if (this.#held) {
+      this.#held.push(b);
+      return;
+    }
+    this.#out.push(b);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (this.#out.length === 0 || this.#closed) {
+      this.#out = [];
+      return;
+    }
+    const parts = this.#out;
+    this.#out = [];
+    if (parts.length === 1) {
+      this.#socket.write(parts[0]);
+      return;
+    }
+    let n = 0;
+    for (const p of parts) n += p.length;
+    const all = new Uint8Array(n);
+    let o = 0;
+    for (const p of parts) {
+      all.set(p, o);
+      o += p.length;
+    }
+    this.#socket.write(all);
+  }
+
+  #enqueue<H extends Handler>(h: H, bytes: Uint8Array): H {
+    if (this.#closed) {
+      h.fail(this.#closed instanceof ConnectionError ? this.#closed : new ConnectionError("connection is closed", { cause: this.#closed }));
+      return h;
+    }
+    this.#queue.push(h);
+    this.#send(bytes);
+    return h;
+  }
+
+  // --- startup -----------------------------------------------------------------------------
+
+  async #nextStartupFrame(signal: AbortSignal): Promise<Frame> {
+    const st = this.#startup!;
+    for (;;) {
+      if (st.frames.length) return st.frames.shift()!;
+      if (st.error) throw st.error;
+      if (signal.aborted) throw signal.reason;
+      await new Promise<void>((r) => {
+        st.wake = r;
+        signal.addEventListener("abort", () => r(), { once: true });
+      });
+    }
+  }
+
+  /** @internal Runs StartupMessage → authentication → ReadyForQuery. */
+  async _startup(params: Record<string, string>, auth: Authenticator, signal: AbortSignal, minor = 0): Promise<void> {
+    this.protocolVersion = `3.${minor}`;
+    this.#socket.write(startupMessage(params, 196608 + minor));
+    for (;;) {
+      const f = await this.#nextStartupFrame(signal);
+      switch (f.type) {
+        case T.auth: {
+          const r = new BodyReader(f.body);
+          const code = r.i32();
+          const reply = await auth.handle(code, r.rest());
+          if (reply instanceof Uint8Array) this.#socket.write(reply);
+          break;
+        }
+        case T.backendKey: {
+          const r = new BodyReader(f.body);
+          this.processId = r.i32();
+          this.secretKey = r.rest().slice();
+          break;
+        }
+        case T.negotiateVersion: {
+          // The server speaks an older minor version (e.g. 3.0 when we asked for 3.2).
+          const newest = new BodyReader(f.body).i32() & 0xffff;
+          this.protocolVersion = `3.${newest}`;
+          break;
+        }
+        case T.error:
+          throw errorFromBody(f.body);
+        case T.ready:
+          this.transactionStatus = String.fromCharCode(f.body[0]);
+          this.authMethod = auth.method;
+          this.channelBound = auth.channelBound;
+          this.#startup = undefined;
+          return;
+        default:
+          throw new ProtocolError(`unexpected message from server during startup: '${String.fromCharCode(f.type)}'`);
+      }
+    }
+  }
+
+  /** @internal Closes the socket of a failed attempt. */
+  _abandon(): void {
+    this.#ending = true;
+    this.#socket?.destroy();
+    this.#raw?.destroy();
+  }
+
+  // --- queries -----------------------------------------------------------------------------
+
+  #encodeParams(params: readonly unknown[]): WireParam[] {
+    return params.map((p) => (p instanceof Uint8Array ? p : encodeText(p)));
+  }
+
+  /**
+   * Runs one statement with the extended protocol (parameters `$1..$n`), unnamed statement.
+   *
+   * @example
+   * ```ts
+   * const { rows } = await client.query("SELECT $1::int + 1 AS n", [41]);
+   * rows[0].n; // 42
+   * ```
+   */
+  async query<R = Row>(sql: string, params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
+    if (typeof sql !== "string") throw new TypeError("query text must be a string");
+    if (!Array.isArray(params)) throw new TypeError("query parameters must be an array");
+    const wire = this.#encodeParams(params);
+    if (wire.length > 65535) throw new RangeError(`too many query parameters: ${wire.length} (the protocol allows 65535)`);
+    const w = new Writer(64 + sql.length);
+    const types = options.types ?? [];
+    let stmt = "";
+    let fresh: string | undefined;
+    if (options.prepare ?? this.#prepare) {
+      const key = types.length ? `${sql}\0${types.join(",")}` : sql;
+      stmt = this.#stmtCache.get(key) ?? "";
+      if (!stmt) {
+        stmt = `pgrdma_q${++this.#stmtCounter}`;
+        fresh = key;
+        this.#stmtCache.set(key, stmt);
+        writeParse(w, stmt, sql, types);
+        if (this.#stmtCache.size > 500) {
+          const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
+          this.#stmtCache.delete(oldKey);
+          writeClose(w, "S", oldName);
+        }
+      }
+    } else writeParse(w, "", sql, types);
+    writeBind(w, "", stmt, wire, options.binary ? [1] : []);
+    writeDescribe(w, "P", "");
+    writeExecute(w, "", 0);
+    w.bytes(SYNC);
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
+    try {
+      const results = await h.promise;
+      return results[0] ?? { command: "", rowCount: null, fields: [], rows: [] };
+    } catch (e) {
+      // The statement never came to exist: forget it, so the next call parses again.
+      if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === stmt) this.#stmtCache.delete(fresh);
+      throw e;
+    }
+  }
+
+  /**
+   * Runs SQL with the simple query protocol: several statements separated by `;`, no
+   * parameters, text results. Returns one result per statement. The only protocol replication
+   * connections accept.
+   */
+  async simpleQuery<R = Row>(sql: string, options: Pick<QueryOptions, "rowMode"> = {}): Promise<QueryResult<R>[]> {
+    if (typeof sql !== "string") throw new TypeError("query text must be a string");
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), writeQuery(new Writer(16 + sql.length), sql).take());
+    return await h.promise;
+  }
+
+  /**
+   * Prepares a named statement (Parse + Describe) and returns it for repeated execution.
+   *
+   * @example
+   * ```ts
+   * const st = await client.prepare("SELECT $1::text AS t");
+   * (await st.execute(["a"])).rows; // [{ t: "a" }]
+   * await st.close();
+   * ```
+   */
+  async prepare(sql: string, options: { name?: string; types?: readonly number[] } = {}): Promise<PreparedStatement> {
+    const name = options.name ?? `pgrdma_${++this.#stmtCounter}`;
+    const w = new Writer(64 + sql.length);
+    writeParse(w, name, sql, options.types ?? []);
+    writeDescribe(w, "S", name);
+    w.bytes(SYNC);
+    const h = this.#enqueue(new DescribeHandler(), w.take());
+    await h.promise;
+    return new PreparedStatement(this, name, h.params, h.fields);
+  }
+
+  /** @internal Executes a prepared statement. */
+  async _execute<R>(name: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
+    const w = new Writer(64);
+    writeBind(w, "", name, this.#encodeParams(params), options.binary ? [1] : []);
+    writeDescribe(w, "P", "");
+    writeExecute(w, "", 0);
+    w.bytes(SYNC);
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
+    return (await h.promise)[0];
+  }
+
+  /** @internal Closes a prepared statement. */
+  async _closeStatement(name: string): Promise<void> {
+    const w = new Writer(32);
+    writeClose(w, "S", name);
+    w.bytes(SYNC);
+    await this.#enqueue(new QueryHandler(this, this.#types, false), w.take()).promise;
+  }
+
+  /**
+   * Streams the rows of a query as an async iterator. The socket is paused while
+   * `highWaterMark` rows wait, so memory stays bounded however large the result. While a stream
+   * is unconsumed, later requests on this client wait behind it: consume (or `break` out of) the
+   * stream before awaiting another query on the same client.
+   *
+   * @example
+   * ```ts
+   * for await (const row of client.stream("SELECT * FROM generate_series(1, 1e7) AS g")) { ... }
+   * ```
+   */
+  stream<R = Row>(sql: string, params: readonly unknown[] = [], options: StreamOptions = {}): AsyncIterableIterator<R> {
+    const w = new Writer(64 + sql.length);
+    writeParse(w, "", sql, options.types ?? []);
+    writeBind(w, "", "", this.#encodeParams(params), options.binary ? [1] : []);
+    writeDescribe(w, "P", "");
+    writeExecute(w, "", 0);
+    w.bytes(SYNC);
+    const hwm = options.highWaterMark ?? 1000;
+    if (!Number.isInteger(hwm) || hwm < 1) throw new RangeError(`highWaterMark must be a positive integer, not ${hwm}`);
+    const h = this.#enqueue(new StreamHandler(this, this.#types, options.rowMode === "array", hwm), w.take());
+    return h.flow as unknown as AsyncIterableIterator<R>;
+  }
+
+  /**
+   * Runs `COPY ... TO STDOUT` and returns its data as a {@link CopyOut}: an async iterator of
+   * byte chunks (one per CopyData message) that also converts to a Node or Web stream.
+   */
+  copyTo(sql: string, options: { highWaterMark?: number } = {}): CopyOut {
+    const h = this.#enqueue(new CopyOutHandler(this, options.highWaterMark ?? 256), writeQuery(new Writer(16 + sql.length), sql).take());
+    return new CopyOut(h);
+  }
+
+  /**
+   * Runs `COPY ... FROM STDIN` with data from `source`: an async or sync iterable of chunks
+   * (Uint8Array or string), a Node Readable or a Web ReadableStream. Honours the socket's
+   * backpressure. If the source throws, the COPY is aborted (CopyFail) and that error is thrown.
+   */
+  copyFrom(sql: string, source: AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string> | ReadableStream<Uint8Array | string>): Promise<{ command: string; rowCount: number | null }> {
+    if (source === null || typeof source !== "object") {
+      return Promise.reject(new TypeError("copyFrom() needs a source: an iterable, a Node Readable or a ReadableStream"));
+    }
+    const h = new CopyInHandler();
+    const q = writeQuery(new Writer(16 + sql.length), sql).take();
+    if (this.#closed) {
+      this.#enqueue(h, q); // fails it
+      return h.promise;
+    }
+    this.#queue.push(h);
+    if (this.#held) {
+      // Another COPY FROM owns the wire: this one's Query waits in line and takes the wire then.
+      this.#held.push({ copy: q });
+    } else {
+      this.#send(q);
+      this.#flush();
+      this.#held = []; // later requests wait: the server must see only copy messages until CopyDone
+    }
+    return this.#runCopy(h, source);
+  }
+
+  async #runCopy(h: CopyInHandler, source: unknown): Promise<{ command: string; rowCount: number | null }> {
+    try {
+      if (await h.started) {
+        try {
+          await this.#pump(source, h);
+          if (!h.serverFailed && !this.#closed) this.#socket.write(COPY_DONE);
+        } catch (e) {
+          h.sourceError = e instanceof Error ? e : new Error(String(e));
+          if (!this.#closed) this.#socket.write(copyFail(`COPY source failed: ${h.sourceError.message}`.slice(0, 1000)));
+        }
+      }
+    } finally {
+      this.#releaseWire();
+    }
+    return await h.promise;
+  }
+
+  /** A COPY FROM is done with the wire: send what waited, up to and including the next COPY's Query. */
+  #releaseWire(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    while (held.length) {
+      const item = held.shift()!;
+      if (item instanceof Uint8Array) this.#send(item);
+      else {
+        this.#send(item.copy);
+        this.#flush();
+        this.#held = held;
+        return;
+      }
+    }
+  }
+
+  async #pump(source: unknown, h: CopyInHandler): Promise<void> {
+    const enc = new TextEncoder();
+    const it: AsyncIterable<unknown> | Iterable<unknown> =
+      typeof (source as ReadableStream)?.getReader === "function" && !(Symbol.asyncIterator in (source as object))
+        ? readerIterable(source as ReadableStream)
+        : source as AsyncIterable<unknown>;
+    if (!(Symbol.asyncIterator in (it as object)) && !(Symbol.iterator in (it as object))) {
+      throw new TypeError("copyFrom() source is not iterable");
+    }
+    for await (const chunk of it) {
+      if (h.serverFailed || this.#closed) return;
+      const bytes = typeof chunk === "string" ? enc.encode(chunk) : chunk;
+      if (!(bytes instanceof Uint8Array)) throw new TypeError(`copyFrom() source yielded a ${typeof chunk}, not a Uint8Array or string`);
+      if (bytes.length === 0) continue;
+      // Large chunks are split below PostgreSQL's message limit.
+      for (let o = 0; o < bytes.length; o += 1 << 20) {
+        const part = bytes.subarray(o, Math.min(bytes.length, o + (1 << 20)));
+        this.#socket.write(copyDataHeader(part.length));
+        if (!this.#socket.write(part)) await this.#drain();
+      }
+    }
+  }
+
+  #drain(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off("drain", done);
+        this.#socket.off("close", done);
+        resolve();
+      };
+      this.#socket.once("drain", done);
+      this.#socket.once("close", done);
+    });
+  }
+
+  /**
+   * Runs `fn` in a transaction: BEGIN, then COMMIT if it resolves or ROLLBACK if it throws.
+   * `mode` is appended to BEGIN (e.g. `"ISOLATION LEVEL SERIALIZABLE"`).
+   *
+   * @example
+   * ```ts
+   * await client.begin(async (tx) => { await tx.query("INSERT INTO t VALUES (1)"); });
+   * ```
+   */
+  async begin<T>(fn: (client: this) => Promise<T> | T, mode = ""): Promise<T> {
+    await this.simpleQuery(mode ? `BEGIN ${mode}` : "BEGIN");
+    let out: T;
+    try {
+      out = await fn(this);
+    } catch (e) {
+      if (!this.#closed) await this.simpleQuery("ROLLBACK").catch(() => {});
+      throw e;
+    }
+    const [r] = await this.simpleQuery("COMMIT");
+    if (r?.command === "ROLLBACK") {
+      throw new PostgresError({ severity: "ERROR", code: "25P02", message: "COMMIT rolled the transaction back: a statement in it failed" });
+    }
+    return out;
+  }
+
+  /**
+   * Asks the server to cancel the running query: opens a new connection through the same socket
+   * factory and sends CancelRequest with this connection's BackendKeyData. Resolves once the
+   * request was delivered; whether anything was cancelled shows in the query's error (57014).
+   */
+  async cancel(): Promise<void> {
+    if (!this.processId) throw new ConnectionError("cannot cancel: no backend key data (not connected)");
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new ConnectionError("cancel request timed out")), 10_000);
+    try {
+      const s = await this.#factory(socketTarget(this.#host), { signal: ac.signal });
+      await new Promise<void>((resolve) => {
+        s.on("error", () => resolve());
+        s.on("close", () => resolve());
+        s.on("end", () => resolve());
+        s.on("data", () => {});
+        s.write(cancelRequest(this.processId, this.secretKey));
+        ac.signal.addEventListener("abort", () => {
+          s.destroy();
+          resolve();
+        }, { once: true });
+      });
+      s.destroy();
+    } catch (e) {
+      throw new ConnectionError(`could not send cancel request: ${(e as Error).message}`, { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends Terminate and closes the socket; pending requests fail. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) {
+      await this.#closedPromise;
+      return;
+    }
+    this.#ending = true;
+    this.#flush();
+    this.#socket.write(TERMINATE);
+    this.#socket.end();
+    // Requests in flight would keep the server from reading Terminate: fail them and go now.
+    if (this.#queue.length > this.#qhead) this.#teardown(undefined);
+    const timer = setTimeout(() => this.#socket.destroy(), 2000);
+    await this.#closedPromise;
+    clearTimeout(timer);
+  }
+
+  /** Closes the connection (`await using client = await connect(...)`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** @internal The types of this client. */
+  get _types(): TypeRegistry {
+    return this.#types;
+  }
+}
+
+function readerIterable<T>(rs: ReadableStream<T>): AsyncIterable<T> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      const r = rs.getReader();
+      try {
+        for (;;) {
+          const { value, done } = await r.read();
+          if (done) return;
+          yield value;
+        }
+      } finally {
+        r.releaseLock();
+      }
+    },
+  };
+}
+
+/** A named prepared statement. */
+export class PreparedStatement {
+  readonly name: string;
+  /** Parameter type OIDs as the server resolved them. */
+  readonly paramTypes: readonly number[];
+  /** Result columns (text format), empty when the statement returns no rows. */
+  readonly fields: readonly FieldDescription[];
+  #client: Client;
+  constructor(client: Client, name: string, paramTypes: number[], fields: FieldDescription[]) {
+    this.#client = client;
+    this.name = name;
+    this.paramTypes = paramTypes;
+    this.fields = fields;
+  }
+  /** Binds parameters and executes. */
+  execute<R = Row>(params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
+    if (params.length !== this.paramTypes.length) {
+      return Promise.reject(new RangeError(`prepared statement "${this.name}" takes ${this.paramTypes.length} parameters, got ${params.length}`));
+    }
+    return this.#client._execute<R>(this.name, params, options);
+  }
+  /** Deallocates the statement on the server. */
+  close(): Promise<void> {
+    return this.#client._closeStatement(this.name);
+  }
+}
+
+/**
+ * The data of a `COPY ... TO STDOUT`: iterate it (`for await`), or convert it once with
+ * {@link CopyOut.toNodeStream} / {@link CopyOut.toWebStream}. `result` resolves to the
+ * CommandComplete after the last chunk was consumed.
+ */
+export class CopyOut implements AsyncIterable<Uint8Array> {
+  #h: CopyOutHandler;
+  constructor(h: CopyOutHandler) {
+    this.#h = h;
+  }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#h.flow;
+  }
+  /** CommandComplete of the COPY (row count), once the data has been consumed. */
+  get result(): { command: string; rowCount: number | null } | undefined {
+    return this.#h.result;
+  }
+  /** A Node Readable of the data (backpressure preserved). */
+  toNodeStream(): Readable {
+    return Readable.from(this.#h.flow, { objectMode: false });
+  }
+  /** A Web ReadableStream of the data (backpressure preserved). */
+  toWebStream(): ReadableStream<Uint8Array> {
+    const it = this.#h.flow;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { value, done } = await it.next();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      async cancel() {
+        await it.return();
+      },
+    });
+  }
+  /** Reads everything into one byte array (for small COPYs). */
+  async bytes(): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    let n = 0;
+    for await (const p of this) {
+      parts.push(p);
+      n += p.length;
+    }
+    const out = new Uint8Array(n);
+    let o = 0;
+    for (const p of parts) {
+      out.set(p, o);
+      o += p.length;
+    }
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+
+function shuffle<T>(a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+const TSA = ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"] as const;
+type Tsa = (typeof TSA)[number];
+
+/** Checks target_session_attrs on a fresh connection; returns the reason it does not fit. */
+async function sessionMismatch(c: Client, want: Tsa): Promise<string | undefined> {
+  if (want === "any") return undefined;
+  if (want === "read-write" || want === "read-only") {
+    let ro: boolean;
+    const hs = c.parameters.get("in_hot_standby");
+    const dtro = c.parameters.get("default_transaction_read_only");
+    if (hs !== undefined && dtro !== undefined) ro = hs === "on" || dtro === "on";
+    else ro = (await c.simpleQuery<string[]>("SHOW transaction_read_only", { rowMode: "array" }))[0]?.rows[0]?.[0] === "on";
+    if (want === "read-write" && ro) return "session is read-only";
+    if (want === "read-only" && !ro) return "session is not read-only";
+    return undefined;
+  }
+  let standby: boolean;
+  const hs = c.parameters.get("in_hot_standby");
+  if (hs !== undefined) standby = hs === "on";
+  else {
+    const v = (await c.simpleQuery<unknown[]>("SELECT pg_is_in_recovery()", { rowMode: "array" }))[0]?.rows[0]?.[0];
+    standby = v === true || v === "t";
+  }
+  if (want === "primary" && standby) return "server is in hot standby mode";
+  if ((want === "standby" || want === "prefer-standby") && !standby) return "server is not in hot standby mode";
+  return undefined;
+}
+
+function startupParams(o: Readonly<Record<string, string | undefined>>, user: string): Record<string, string> {
+  const p: Record<string, string> = { user, database: o.dbname || user };
+  const app = o.application_name || o.fallback_application_name;
+  if (app) p.application_name = app;
+  if (o.options) p.options = o.options;
+  if (o.replication !== undefined && o.replication !== "") {
+    const r = o.replication.toLowerCase();
+    const v = ["true", "on", "yes", "1"].includes(r) ? "true" : ["false", "off", "no", "0"].includes(r) ? "false" : r === "database" ? "database" : undefined;
+    if (v === undefined) throw new ConnectionError(`invalid replication value: "${o.replication}"`);
+    if (v !== "false") p.replication = v;
+  }
+  // Formats our decoders expect; set at startup so no extra round trip is needed.
+  p.client_encoding = "UTF8";
+  p.DateStyle = "ISO, MDY";
+  p.IntervalStyle = "postgres";
+  return p;
+}
+
+/**
+ * Connects with already-resolved settings (a conninfo `ConnInfo`, or any object with `options`
+ * and `hosts`): tries the hosts in order (shuffled with `load_balance_hosts=random`), each within
+ * `connect_timeout`, with the TLS attempts `sslmode` implies; an authentication failure stops
+ * the walk, as in libpq. Rejects with a {@link ConnectionError} whose message lists every host's
+ * failure in libpq's words.
+ */
+export async function connectWith(info: ResolvedConnInfo, options: ClientOptions = {}): Promise<Client> {
+  if (!info || typeof info !== "object" || !info.options || !Array.isArray(info.hosts)) {
+    throw new TypeError("connectWith() needs resolved connection info: { options, hosts }");
+  }
+  const o = info.options;
+  if (o.with_rsocket === "true" && !options.socketFactory) {
+    // Never fall back to TCP silently when RDMA was required: that is the transport's decision.
+    throw new ConnectionError("with_rsocket=true needs an rsocket socket factory (from transport/); pass socketFactory, or use with_rsocket=prefer");
+  }
+  const factory = options.socketFactory ?? netSocketFactory;
+  const types = options.types ?? defaultTypes;
+  const tsa = (o.target_session_attrs ?? "any") as Tsa;
+  if (!TSA.includes(tsa)) throw new ConnectionError(`invalid target_session_attrs value: "${tsa}"`);
+  const lb = o.load_balance_hosts ?? "disable";
+  if (lb !== "disable" && lb !== "random") throw new ConnectionError(`invalid load_balance_hosts value: "${lb}"`);
+  let policy;
+  try {
+    policy = parseAuthPolicy(o.require_auth, o.channel_binding);
+  } catch (e) {
+    throw new ConnectionError((e as Error).message, { cause: e });
+  }
+  const timeoutS = o.connect_timeout ? Number(o.connect_timeout) : 0;
+  if (!Number.isFinite(timeoutS)) throw new ConnectionError(`invalid integer value "${o.connect_timeout}" for connection option "connect_timeout"`);
+  const timeoutMs = timeoutS > 0 ? Math.max(2, Math.floor(timeoutS)) * 1000 : 0;
+  const user = o.user || safeUser();
+  const params = startupParams(o, user);
+  const keepAlive = o.keepalives === "0" ? undefined : { idle: o.keepalives_idle ? Number(o.keepalives_idle) : undefined };
+  const sni = o.sslsni !== "0";
+  // libpq 18: max_protocol_version 3.0 (default) | 3.2 | latest; only 3.0 and 3.2 exist.
+  const maxProto = o.max_protocol_version ?? "3.0";
+  if (!["3.0", "3.2", "latest"].includes(maxProto)) throw new ConnectionError(`invalid max_protocol_version value: "${maxProto}"`);
+  const minor = maxProto === "3.0" ? 0 : 2;
+
+  const hosts = lb === "random" ? shuffle([...info.hosts]) : [...info.hosts];
+  if (hosts.length === 0) throw new ConnectionError("no host to connect to");
+  const errors: string[] = [];
+  let lastCause: unknown;
+  let lastCode: string | undefined;
+  // prefer-standby: first look for a standby, then take any server.
+  const passes: Tsa[] = tsa === "prefer-standby" ? ["standby", "any"] : [tsa];
+  for (const want of passes) {
+    for (const h of hosts) {
+      let plan: TlsPlan;
+      try {
+        plan = planTls(o, h.kind === "unix", options.homeDir);
+      } catch (e) {
+        throw new ConnectionError((e as Error).message, { cause: e });
+      }
+      for (let i = 0; i < plan.attempts.length; i++) {
+        try {
+          const c = await attempt(h, plan, plan.attempts[i], { o, options, factory, types, params, keepAlive, sni, policy, user, timeoutMs, minor });
+          const why = await sessionMismatch(c, want).catch((e) => `could not check the session: ${(e as Error).message}`);
+          if (why) {
+            await c.close().catch(() => {});
+            errors.push(`${describeHost(h)}: ${why}`);
+            break;
+          }
+          return c;
+        } catch (e) {
+          const ae = e as AttemptError;
+          lastCause = ae.cause ?? e;
+          lastCode = ae.code;
+          if (ae.retryOtherTls && i + 1 < plan.attempts.length) continue;
+          errors.push(ae.message);
+          if (ae.final) throw new ConnectionError(errors.join("\n"), { cause: lastCause, code: lastCode });
+          break;
+        }
+      }
+    }
+  }
+  throw new ConnectionError(errors.join("\n"), { cause: lastCause, code: lastCode });
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    throw new ConnectionError("could not determine the user name: set user in the connection string or PGUSER");
+  }
+}
+
+interface AttemptCtx {
+  o: Readonly<Record<string, string | undefined>>;
+  options: ClientOptions;
+  factory: SocketFactory;
+  types: TypeRegistry;
+  params: Record<string, string>;
+  keepAlive: { idle?: number } | undefined;
+  sni: boolean;
+  policy: ReturnType<typeof parseAuthPolicy>;
+  user: string;
+  timeoutMs: number;
+  /** Protocol minor version to ask for. */
+  minor: number;
+}
+
+/** One connection attempt to one host, with or without TLS. */
+async function attempt(h: HostTarget, plan: TlsPlan, mode: "tls" | "plain", ctx: AttemptCtx): Promise<Client> {
+  const ac = new AbortController();
+  const timer = ctx.timeoutMs ? setTimeout(() => ac.abort(new ConnectionError("timeout expired")), ctx.timeoutMs) : undefined;
+  let socket: Duplex | undefined;
+  let client: Client | undefined;
+  let stage: "connect" | "tls" | "startup" = "connect";
+  try {
+    // A factory that ignores the signal must not outlive connect_timeout either.
+    const made = Promise.resolve(ctx.factory(socketTarget(h), { signal: ac.signal, keepAlive: h.kind === "tcp" ? ctx.keepAlive : undefined }));
+    const raw = await new Promise<Duplex>((resolve, reject) => {
+      const onAbort = () => {
+        made.then((s) => s.destroy(), () => {});
+        reject(ac.signal.reason);
+      };
+      if (ac.signal.aborted) return onAbort();
+      ac.signal.addEventListener("abort", onAbort, { once: true });
+      made.then((s) => {
+        ac.signal.removeEventListener("abort", onAbort);
+        if (!s || typeof s.write !== "function" || typeof s.on !== "function") reject(new TypeError("the socket factory did not return a Duplex"));
+        else resolve(s);
+      }, (e) => {
+        ac.signal.removeEventListener("abort", onAbort);
+        reject(e);
+      });
+    });
+    socket = raw;
+    // An error on the raw socket while TLS or the client owns it must not go unhandled (a
+    // crash); the owner sees it as its own error or close.
+    raw.on("error", () => {});
+    let tls: TLSSocket | undefined;
+    if (mode === "tls") {
+      stage = "tls";
+      tls = await startTls(socket, plan, h.host, ctx.sni, ac.signal);
+      if (!tls && plan.attempts.includes("plain")) mode = "plain";
+    }
+    stage = "startup";
+    client = new Client(ctx.types, ctx.factory, ctx.options);
+    client.tls = tls !== undefined;
+    client._attach(tls ?? socket, h, socket);
+    const pw = ctx.options.password;
+    const auth = new Authenticator(ctx.policy, {
+      user: ctx.user,
+      tls: tls !== undefined,
+      password: async () => (typeof pw === "function" ? await pw() : pw) ?? ctx.o.password ?? ctx.options.lookupPassword?.(h),
+      tlsEndPoint: () => {
+        const der = tls ? peerCertificateDer(tls) : undefined;
+        return der ? serverEndPointHash(der) : undefined;
+      },
+    });
+    await client._startup(ctx.params, auth, ac.signal, ctx.minor);
+    return client;
+  } catch (e) {
+    client?._abandon();
+    if (!client) socket?.destroy();
+    const remote = (socket as Partial<Socket> | undefined)?.remoteAddress;
+    const prefix = describeHost(h, remote);
+    if (e instanceof PostgresError) {
+      // libpq: an authentication failure ends the walk; sslmode allow retries with TLS when
+      // the server refused us in the clear, prefer retries in the clear after a TLS failure.
+      const retry = (plan.mode === "allow" && mode === "plain") || (plan.mode === "prefer" && mode === "tls" && e.code === "28000");
+      const authFailed = e.code === "28P01" || e.code === "28000";
+      return Promise.reject(new AttemptError(`${prefix}: ${e.severity}:  ${e.message}`, e, authFailed && !retry, retry, e.code));
+    }
+    if (e instanceof AuthError) return Promise.reject(new AttemptError(`${prefix}: ${e.message}`, e, true));
+    if (e instanceof TlsError) return Promise.reject(new AttemptError(`${prefix}: ${e.message}`, e, false, plan.mode === "prefer" && stage === "tls"));
+    if (e instanceof ConnectionError && e.message === "timeout expired") return Promise.reject(new AttemptError(`${prefix}: timeout expired`, e, false));
+    if (e instanceof ProtocolError) return Promise.reject(new AttemptError(`${prefix}: ${e.message}`, e, false));
+    const text = e instanceof ConnectionError ? (e.cause instanceof ProtocolError ? e.cause.message : e.message) : socketErrorText(e, h);
+    return Promise.reject(new AttemptError(`${prefix}: ${text}`, e, false, plan.mode === "prefer" && stage === "tls"));
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
