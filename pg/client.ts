@@ -569,6 +569,103 @@ class CopyInHandler implements Handler {
   }
 }
 
+/**
+ * A replication command's COPY: CopyBoth (`START_REPLICATION`) or CopyOut (`BASE_BACKUP`), with
+ * the result sets the server sends before the copy (BASE_BACKUP's start position and
+ * tablespaces) and after it (BASE_BACKUP's end position, the end-of-timeline result).
+ */
+class CopyBothHandler implements Handler {
+  readonly flow: Flow<Uint8Array>;
+  readonly before: QueryResult[] = [];
+  readonly after: QueryResult[] = [];
+  /** "both" or "out" once the server entered copy mode; false if it never did. */
+  readonly started: Promise<"both" | "out" | false>;
+  readonly done: Promise<{ before: QueryResult[]; after: QueryResult[] }>;
+  /** The server ended its side of the copy (CopyDone). */
+  serverDone = false;
+  /** We ended our side (CopyDone sent). */
+  clientDone = false;
+  mode: "both" | "out" | undefined;
+  #start!: (m: "both" | "out" | false) => void;
+  #resolve!: (r: { before: QueryResult[]; after: QueryResult[] }) => void;
+  #reject!: (e: Error) => void;
+  #fields: FieldDescription[] = [];
+  #decoders: Decoder[] = [];
+  #rows: Row[] = [];
+  #error: Error | undefined;
+  #client: Client;
+  #types: TypeRegistry;
+  constructor(client: Client, types: TypeRegistry, hwm: number) {
+    this.#client = client;
+    this.#types = types;
+    this.flow = new Flow(client, hwm);
+    this.started = new Promise((r) => (this.#start = r));
+    this.done = new Promise((a, b) => {
+      this.#resolve = a;
+      this.#reject = b;
+    });
+    this.done.catch(() => {}); // surfaced through the iterator or by whoever awaits done
+  }
+  message(f: Frame): void {
+    switch (f.type) {
+      case T.copyBothResponse:
+      case T.copyOutResponse:
+        this.mode = f.type === T.copyBothResponse ? "both" : "out";
+        this.#start(this.mode);
+        break;
+      case T.copyData:
+        this.flow.push(f.body);
+        break;
+      case T.copyDone:
+        this.serverDone = true;
+        this.flow.end();
+        break;
+      case T.rowDescription:
+        this.#fields = parseRowDescription(f.body);
+        this.#decoders = makeDecoders(this.#fields, this.#types);
+        this.#rows = [];
+        break;
+      case T.dataRow:
+        this.row(f.body, 0);
+        break;
+      case T.commandComplete: {
+        const { command, rowCount } = parseCommandComplete(f.body);
+        (this.mode ? this.after : this.before).push({ command, rowCount, fields: this.#fields, rows: this.#rows });
+        this.#fields = [];
+        this.#rows = [];
+        break;
+      }
+      case T.error:
+        this.#error ??= errorFromBody(f.body);
+        break;
+      case T.copyInResponse:
+        this.#client._sendNow(copyFail("copyBoth() was given a COPY FROM statement; use copyFrom()"));
+        break;
+      default:
+        break;
+    }
+  }
+  row(bytes: Uint8Array, start: number): void {
+    try {
+      this.#rows.push(decodeRow(bytes, start, this.#fields, this.#decoders, false) as Row);
+    } catch (e) {
+      this.#error ??= e as Error;
+    }
+  }
+  ready(): void {
+    this.#start(false);
+    this.flow.end(this.#error);
+    if (this.#error) this.#reject(this.#error);
+    else this.#resolve({ before: this.before, after: this.after });
+  }
+  fail(e: Error): void {
+    const err = this.#error instanceof PostgresError ? this.#error : e;
+    this.#start(false);
+    this.flow.end(err);
+    this.#reject(err);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sockets
 
@@ -1113,6 +1210,44 @@ export class Client extends EventEmitter {
   }
 
   /**
+   * Runs a replication command that answers with a COPY: `START_REPLICATION` (CopyBoth) or
+   * `BASE_BACKUP` (CopyOut). Returns a {@link CopyBoth}: iterate it for the server's CopyData
+   * payloads; `write()` sends CopyData (standby status updates, feedback), `end()` sends
+   * CopyDone. Result sets around the copy arrive in `done`. While it runs, other requests on
+   * this connection wait (the server reads only copy messages until the copy ends).
+   */
+  copyBoth(sql: string, options: { highWaterMark?: number } = {}): CopyBoth {
+    if (typeof sql !== "string") throw new TypeError("copyBoth() needs the command text as a string");
+    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256);
+    const q = writeQuery(new Writer(16 + sql.length), sql).take();
+    if (this.#closed) {
+      this.#enqueue(h, q); // fails it
+    } else {
+      this.#queue.push(h);
+      if (this.#held) this.#held.push({ copy: q });
+      else {
+        this.#send(q);
+        this.#flush();
+        this.#held = [];
+      }
+      h.done.then(() => this.#releaseWire(), () => this.#releaseWire());
+    }
+    return new CopyBoth(h, {
+      write: (b) => {
+        if (this.#closed || h.clientDone) return false;
+        this.#socket.write(copyDataHeader(b.length));
+        return this.#socket.write(b);
+      },
+      end: () => {
+        if (this.#closed || h.clientDone) return;
+        h.clientDone = true;
+        this.#socket.write(COPY_DONE);
+      },
+      drain: () => this.#drain(),
+    });
+  }
+
+  /**
    * Runs `COPY ... FROM STDIN` with data from `source`: an async or sync iterable of chunks
    * (Uint8Array or string), a Node Readable or a Web ReadableStream. Honours the socket's
    * backpressure. If the source throws, the COPY is aborted (CopyFail) and that error is thrown.
@@ -1331,6 +1466,51 @@ export class PreparedStatement {
   /** Deallocates the statement on the server. */
   close(): Promise<void> {
     return this.#client._closeStatement(this.name);
+  }
+}
+
+/**
+ * A replication command's copy (see {@link Client.copyBoth}). Iterate for the server's CopyData
+ * payloads (XLogData `w`, keepalive `k`, BASE_BACKUP's `n`/`d`/`p`/`m`); the iteration ends at
+ * the server's CopyDone and throws the server's error if the command failed.
+ */
+export class CopyBoth implements AsyncIterable<Uint8Array> {
+  #h: CopyBothHandler;
+  #io: { write(b: Uint8Array): boolean; end(): void; drain(): Promise<void> };
+  constructor(h: CopyBothHandler, io: { write(b: Uint8Array): boolean; end(): void; drain(): Promise<void> }) {
+    this.#h = h;
+    this.#io = io;
+  }
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#h.flow;
+  }
+  /** Resolves with "both" or "out" once the server entered copy mode; rejects if the command failed first. */
+  async started(): Promise<"both" | "out"> {
+    const m = await this.#h.started;
+    if (m) return m;
+    await this.#h.done; // throws the server's error
+    throw new ProtocolError("the command did not start a COPY");
+  }
+  /** Result sets before and after the copy, once the command completed (ReadyForQuery). */
+  get done(): Promise<{ before: QueryResult[]; after: QueryResult[] }> {
+    return this.#h.done;
+  }
+  /** Sends one CopyData message; false when the socket's buffer is full (await {@link drain}). */
+  write(payload: Uint8Array): boolean {
+    if (!(payload instanceof Uint8Array)) throw new TypeError("copyBoth write() takes a Uint8Array");
+    return this.#io.write(payload);
+  }
+  /** Resolves when the socket can take more. */
+  drain(): Promise<void> {
+    return this.#io.drain();
+  }
+  /** Ends our side of the copy (CopyDone). Idempotent. */
+  end(): void {
+    this.#io.end();
+  }
+  /** Whether the server ended its side (CopyDone received). */
+  get serverDone(): boolean {
+    return this.#h.serverDone;
   }
 }
 

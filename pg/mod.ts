@@ -21,6 +21,7 @@ export {
   Client,
   type ClientOptions,
   connectWith,
+  CopyBoth,
   CopyOut,
   type FieldDescription,
   type HostTarget,

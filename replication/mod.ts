@@ -84,3 +84,13 @@ export {
   NdjsonEncoder,
   toBase64,
 } from "./encode.ts";
+export {
+  decodeReplicationMessage,
+  encodeHotStandbyFeedback,
+  encodeStandbyStatus,
+  type HotStandbyFeedback,
+  type Keepalive,
+  pgNow,
+  type StandbyStatus,
+  type XLogData,
+} from "./_protocol.ts";
