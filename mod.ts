@@ -21,5 +21,25 @@ export {
   ReplicationDecodeError,
   UNCHANGED_TOAST,
 } from "./replication/mod.ts";
-export { parseWithRsocket, selectTransport, type TransportDecision } from "./transport/select.ts";
-export { type SocketInfo, toWebSocket, type WebSocketStream } from "./transport/_web.ts";
+export {
+  connect,
+  createConnection,
+  createServer,
+  parseWithRsocket,
+  probeRsocket,
+  type RsocketConnectOptions,
+  type RsocketOptions,
+  rsocketFactory,
+  RsocketServer,
+  type RsocketServerOptions,
+  RsocketSocket,
+  type RsocketSocketOptions,
+  selectTransport,
+  type SocketFactory,
+  type SocketInfo,
+  type SocketTarget,
+  toWebSocket,
+  type TransportDecision,
+  type WebConnectOptions,
+  type WebSocketStream,
+} from "./transport/mod.ts";

@@ -1,6 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseWithRsocket, selectTransport } from "../transport/select.ts";
+import { createServer } from "node:net";
+import { once } from "node:events";
+import { RsocketError } from "../ffi/mod.ts";
+import { parseWithRsocket, probeRsocket, rsocketFactory, selectTransport } from "../transport/select.ts";
+import type { RsocketSocket } from "../transport/socket.ts";
 
 const noDevice = () => ({ ok: false as const, error: new Error("no RDMA device is present") });
 const device = () => ({ ok: true as const });
@@ -50,4 +54,56 @@ test("parseWithRsocket() accepts libpq boolean spellings and rejects anything el
   assert.equal(parseWithRsocket("Prefer"), "prefer");
   assert.throws(() => parseWithRsocket("maybe"), { name: "TypeError", message: 'invalid with_rsocket value: "maybe" (expected true, false or prefer)' });
   assert.throws(() => selectTransport({ env: { WITH_RSOCKET: "sometimes" } }), /invalid WITH_RSOCKET value: "sometimes"/);
+});
+
+test("probeRsocket() says whether an rsocket can be created, with the RsocketError when not", () => {
+  const p = probeRsocket();
+  if (p.ok) return; // a machine with an RDMA device
+  assert.ok(p.error instanceof RsocketError);
+  // No device (ENODEV, with advice) or no librdmacm at all (ELIBACC).
+  assert.ok(["ENODEV", "ELIBACC"].includes((p.error as RsocketError).code), p.error.message);
+});
+
+test("selectTransport(): prefer uses probeRsocket() by default and says why it fell back", () => {
+  const notices: string[] = [];
+  const d = selectTransport({ setting: "prefer", env: {}, notice: (m) => notices.push(m) });
+  const probe = probeRsocket();
+  assert.equal(d.transport, probe.ok ? "rsocket" : "tcp");
+  if (!probe.ok) assert.ok(d.reason.includes(probe.error.message), d.reason);
+});
+
+test("rsocketFactory() connects a TCP target (kernel provider) and refuses unix targets by name", async () => {
+  const srv = createServer((s) => s.end("hi"));
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const port = (srv.address() as { port: number }).port;
+  const factory = rsocketFactory({ provider: "kernel" });
+  const s = await factory({ kind: "tcp", host: "localhost", hostaddr: "127.0.0.1", port }, {
+    signal: AbortSignal.timeout(5000),
+    keepAlive: { idle: 30 },
+  }) as RsocketSocket;
+  assert.equal(s.remotePort, port);
+  assert.equal(s.readyState, "open");
+  const [d] = await once(s, "data") as [Uint8Array];
+  assert.equal(new TextDecoder().decode(d), "hi");
+  s.destroy();
+  srv.close();
+  assert.throws(
+    () => factory({ kind: "unix", path: "/tmp/.s.PGSQL.5432" }, { signal: new AbortController().signal }),
+    { name: "TypeError", message: /rsockets have no unix-domain sockets: cannot connect to "\/tmp\/\.s\.PGSQL\.5432"/ },
+  );
+  assert.throws(() => rsocketFactory({ inlineSize: -1 }), { name: "RangeError", message: /inlineSize/ });
+});
+
+test("rsocketFactory(): a refused connection rejects with ECONNREFUSED", async () => {
+  const srv = createServer();
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  const factory = rsocketFactory({ provider: "kernel" });
+  await assert.rejects(
+    Promise.resolve(factory({ kind: "tcp", host: "127.0.0.1", port }, { signal: AbortSignal.timeout(5000) })),
+    { code: "ECONNREFUSED" },
+  );
 });

@@ -14,6 +14,10 @@
  * @module
  */
 import { match } from "ts-pattern";
+import type { Duplex } from "node:stream";
+import process from "node:process";
+import { AF_INET, openProvider } from "../ffi/mod.ts";
+import { checkRsocketOptions, type RsocketOptions, RsocketSocket } from "./socket.ts";
 
 /** What `with_rsocket` may say, normalised. */
 export type WithRsocket = "true" | "false" | "prefer";
@@ -52,9 +56,13 @@ let noticed = false;
 /**
  * Decides the transport for one connection.
  *
- * @param setting `with_rsocket` from the connection string or service, when given there.
+ * @param setting `with_rsocket` from the connection string or service, when given there. Pass
+ *   it only when it came from there (pg's `optionSource(info, "with_rsocket")` says so): a
+ *   value conninfo filled in from `WITH_RSOCKET` or its default must not outrank the
+ *   environment rule here.
  * @param env the environment, for `WITH_RSOCKET` (default: `process.env`).
- * @param probe tells whether an rsocket can be created here; called only for `prefer`.
+ * @param probe tells whether an rsocket can be created here; called only for `prefer`
+ *   (default: {@linkcode probeRsocket}).
  * @param notice where `prefer`'s one fallback notice goes (default: stderr, once per process).
  *
  * @example
@@ -81,7 +89,7 @@ export function selectTransport(opts: {
     .with("true", (): TransportDecision => ({ transport: "rsocket", source, setting, reason: `rsockets requested ${from}` }))
     .with("false", (): TransportDecision => ({ transport: "tcp", source, setting, reason: `native TCP ${from}` }))
     .with("prefer", (): TransportDecision => {
-      const probe = opts.probe ? opts.probe() : { ok: false as const, error: new Error("no rsocket probe given") };
+      const probe = (opts.probe ?? probeRsocket)();
       if (probe.ok) return { transport: "rsocket", source, setting, reason: `rsockets available, preferred ${from}` };
       const reason = `rsockets preferred ${from}, but unavailable (${probe.error.message}); using native TCP`;
       const notice = opts.notice ?? ((m: string) => {
@@ -92,4 +100,78 @@ export function selectTransport(opts: {
       return { transport: "tcp", source, setting, reason };
     })
     .exhaustive();
+}
+
+/**
+ * The default probe: can an rsocket be created here? Opens librdmacm, creates one socket and
+ * closes it; any failure (no library, ENODEV: no device) is the reason it cannot.
+ *
+ * @example
+ * ```ts
+ * const p = probeRsocket();
+ * if (!p.ok) console.error(p.error.message); // "rsocket() failed: no RDMA device is present (ENODEV) ..."
+ * ```
+ */
+export function probeRsocket(): RsocketProbe {
+  try {
+    const rdma = openProvider("rdma");
+    rdma.close(rdma.socket(AF_INET));
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, error: e instanceof Error ? e : new Error(String(e)) };
+  }
+}
+
+/** Where a socket should connect (the shape pg/'s client passes to its socket factory). */
+export type SocketTarget =
+  | { kind: "tcp"; host: string; port: number; hostaddr?: string }
+  | { kind: "unix"; path: string };
+
+/**
+ * Makes a connected Duplex for a target; structurally pg/'s `SocketFactory`, so the result of
+ * {@linkcode rsocketFactory} plugs into the client without pg/ importing this layer.
+ */
+export type SocketFactory = (
+  target: SocketTarget,
+  opts: { signal: AbortSignal; keepAlive?: { idle?: number } },
+) => Duplex | Promise<Duplex>;
+
+/**
+ * A socket factory that connects over rsockets (`provider` `rdma` by default, `kernel` for TCP
+ * through the same code) with the given tuning. `hostaddr` is used when present, else `host`
+ * (resolved with `dns.lookup`). Unix targets are refused with a TypeError: rsockets have none.
+ * The socket has Nagle off and, when asked, keepalives after `keepAlive.idle` seconds.
+ *
+ * @example
+ * ```ts
+ * const factory = rsocketFactory({ provider: "rdma", sqSize: 256, inlineSize: 128 });
+ * const s = await factory({ kind: "tcp", host: "10.0.0.2", port: 5432 }, { signal: AbortSignal.timeout(5000) });
+ * ```
+ */
+export function rsocketFactory(options: RsocketOptions = {}): SocketFactory {
+  // Validate now, so a bad option fails where it is written, not at the first connection.
+  checkRsocketOptions(options);
+  return (target, { signal, keepAlive }) => {
+    if (target.kind === "unix") {
+      throw new TypeError(
+        `rsockets have no unix-domain sockets: cannot connect to "${target.path}"; use a TCP host, or native TCP (with_rsocket=false)`,
+      );
+    }
+    return new Promise<Duplex>((resolve, reject) => {
+      const s = new RsocketSocket({ ...options, signal });
+      const onError = (e: Error) => reject(e);
+      s.once("error", onError);
+      s.connect({
+        ...options,
+        host: target.hostaddr || target.host,
+        port: target.port,
+        noDelay: true,
+        keepAlive: keepAlive !== undefined,
+        keepAliveInitialDelay: (keepAlive?.idle ?? 0) * 1000,
+      }, () => {
+        s.off("error", onError);
+        resolve(s);
+      });
+    });
+  };
 }

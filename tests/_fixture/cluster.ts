@@ -26,6 +26,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
@@ -402,4 +403,107 @@ export async function createDatabase(c: ClusterInfo, prefix = "t"): Promise<stri
 /** Absolute path of a file next to this module (source or build). */
 export function fixturePath(name: string): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), name);
+}
+
+/** A server this process started on a data directory of its own making (see {@link startServer}). */
+export interface OwnedServer {
+  version: Version;
+  host: "127.0.0.1";
+  port: number;
+  socketDir: string;
+  dataDir: string;
+  baseDir: string;
+  bin: string;
+  pid: number;
+  /** Stops the server (fast shutdown) and removes {@link baseDir}; resolves when both are done. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A fresh directory for a server started with {@link startServer}: put the data directory at
+ * `<dir>/data` (a base backup, say). The watchdog of that server removes the whole directory.
+ */
+export function serverBaseDir(version: Version): string {
+  return mkdtempSync(join(tmpdir(), `pg-rdma-${version}-srv-`));
+}
+
+/**
+ * Starts PostgreSQL on `<baseDir>/data` (made by the caller: a base backup, a restore) under the
+ * same watchdog as {@link startCluster}, so it is always stopped and removed. The data directory
+ * is handed to the server's OS user; `port`, the unix socket directory and `listen_addresses`
+ * are set on the command line (a backup carries its primary's); `settings` adds more `-c`
+ * options. Resolves once the server accepts connections (`ready`, or `standby` for a hot standby).
+ */
+export async function startServer(version: Version, baseDir: string, settings: Record<string, string> = {}): Promise<OwnedServer> {
+  const bin = binDir(version);
+  if (!bin) throw new Error(unavailable(version));
+  const user = serverUser();
+  const dataDir = join(baseDir, "data");
+  const socketDir = join(baseDir, "sock");
+  mkdirSync(socketDir, { recursive: true });
+  chmodSync(dataDir, 0o700);
+  for (const f of ["postmaster.pid", "postmaster.opts"]) if (existsSync(join(dataDir, f))) rmSync(join(dataDir, f));
+  if (user) chownTree(baseDir, user);
+  const port = await freePort();
+  const opts = { listen_addresses: "127.0.0.1", port: String(port), unix_socket_directories: socketDir, ...settings };
+  const args = ["-D", dataDir, ...Object.entries(opts).flatMap(([k, v]) => ["-c", `${k}=${v}`])];
+  const [cmd, cargs] = user
+    ? ["setpriv", ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups", join(bin, "postgres"), ...args]]
+    : [join(bin, "postgres"), args];
+  const watchdog = spawn("sh", ["-c", WATCHDOG, "watchdog", baseDir, cmd, ...cargs as string[]], { stdio: ["pipe", "pipe", "ignore"], detached: true });
+  const pid = await new Promise<number>((resolvePid, reject) => {
+    let out = "";
+    watchdog.stdout!.on("data", (d) => {
+      out += String(d);
+      if (out.includes("\n")) resolvePid(Number(out.trim()));
+    });
+    watchdog.once("error", reject);
+    watchdog.once("exit", (code) => reject(new Error(`watchdog exited early (${code})`)));
+  });
+  watchdog.stdout!.destroy();
+  const exited = new Promise<void>((r) => {
+    if (watchdog.exitCode !== null) r();
+    else watchdog.once("exit", () => r());
+  });
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+  const stop = async () => {
+    watchdog.ref();
+    watchdog.stdin!.end();
+    watchdog.stdin!.destroy();
+    await exited;
+  };
+  const pidFile = join(dataDir, "postmaster.pid");
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const status = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n")[7]?.trim() : "";
+    if (status === "ready" || status === "standby") break;
+    if (!alive(pid) || Date.now() > deadline) {
+      const log = existsSync(join(baseDir, "server.log")) ? readFileSync(join(baseDir, "server.log"), "utf8") : "";
+      await stop();
+      throw new Error(`PostgreSQL ${version} on ${dataDir} did not start:\n${log.slice(-3000)}`);
+    }
+    await sleep(50);
+  }
+  return { version, host: "127.0.0.1", port, socketDir, dataDir, baseDir, bin, pid, stop };
+}
+
+/** Makes a directory tree readable by the server's OS user (for `restore_command = 'cp ...'`). */
+export function shareWithServer(path: string): void {
+  const user = serverUser();
+  if (user) chownTree(path, user);
+}
+
+/**
+ * Changes server settings with `ALTER SYSTEM` (a value, or null to reset) and reloads the
+ * configuration. Only for settings that take effect on reload, and only on a cluster of your own
+ * ({@link startCluster}): the shared ones serve other tests at the same time.
+ */
+export async function reloadConf(c: Pick<ClusterInfo, "socketDir" | "port">, settings: Record<string, string | null>): Promise<void> {
+  for (const [name, value] of Object.entries(settings)) {
+    if (!/^[a-z_][a-z0-9_.]*$/.test(name)) throw new TypeError(`reloadConf(): ${JSON.stringify(name)} is not a setting name`);
+    // ALTER SYSTEM cannot run in a transaction block: one psql call per statement.
+    await psql(c, value === null ? `ALTER SYSTEM RESET ${name}` : `ALTER SYSTEM SET ${name} = '${value.replaceAll("'", "''")}'`);
+  }
+  await psql(c, "SELECT pg_reload_conf()");
 }

@@ -1,0 +1,282 @@
+/**
+ * Transport benchmark: our rsocket Duplex against the runtime's own `node:net`, same run, same
+ * peer. Bulk throughput (1 GiB each way) and 64-byte ping-pong latency (p50/p99), the FFI
+ * transport in its default mode and with busy-polling (`pollingTime`). Ratios are against
+ * node:net measured in the same run.
+ *
+ * ```sh
+ * npx deno run -A bench/transport.ts          # Deno
+ * npx bun bench/transport.ts                  # Bun
+ * node dist/bench/transport.js                # Node (after npm run build)
+ * ```
+ *
+ * With no `--host`, the peer is a node:net server in a child process of the same runtime on
+ * 127.0.0.1, and the FFI transport uses the `kernel` provider (libc TCP through the same FFI,
+ * poller and Duplex code as rsockets). On RDMA hardware, run the server on one host and the
+ * client on the other, both with the `rdma` provider and the address of the RDMA interface:
+ *
+ * ```sh
+ * node dist/bench/transport.js --serve --provider rdma --host 10.0.0.2 --port 7471   # server
+ * node dist/bench/transport.js --provider rdma --host 10.0.0.2 --port 7471           # client
+ * ```
+ *
+ * Options: `--size <MiB>` (default 1024), `--rounds <n>` ping-pongs (default 5000), `--reps <n>`
+ * interleaved repetitions whose medians are reported (default 3),
+ * `--polling-time <µs>` for the busy-poll row (default 50), `--provider rdma|kernel`.
+ *
+ * Wire protocol between client and server: the client sends one 9-byte header, a command byte
+ * and a big-endian u64 length: `E` echo everything back (ping-pong), `S` sink `length` bytes
+ * then answer one byte, `W` send `length` bytes then end.
+ *
+ * @module
+ */
+import { createConnection as netConnect, createServer as netServer } from "node:net";
+import type { Duplex } from "node:stream";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { createConnection, createServer, type RsocketSocket } from "../transport/mod.ts";
+
+const { values } = parseArgs({
+  options: {
+    serve: { type: "boolean", default: false },
+    provider: { type: "string", default: "kernel" },
+    host: { type: "string" },
+    port: { type: "string", default: "0" },
+    size: { type: "string", default: "1024" },
+    rounds: { type: "string", default: "5000" },
+    "polling-time": { type: "string", default: "50" },
+    reps: { type: "string", default: "3" },
+  },
+});
+const provider = values.provider as "kernel" | "rdma" | "native";
+if (!["kernel", "rdma", "native"].includes(provider)) {
+  throw new TypeError(`--provider must be rdma, kernel or native, got ${values.provider}`);
+}
+const SIZE = Number(values.size) * 2 ** 20;
+const ROUNDS = Number(values.rounds);
+const POLLING = Number(values["polling-time"]);
+const REPS = Number(values.reps);
+
+// -- server -----------------------------------------------------------------------------------
+
+function serve(s: Duplex): void {
+  s.on("error", () => {});
+  let head = new Uint8Array(0);
+  const onHead = (d: Uint8Array) => {
+    const joined = new Uint8Array(head.length + d.length);
+    joined.set(head);
+    joined.set(d, head.length);
+    head = joined;
+    if (head.length < 9) return;
+    s.off("data", onHead);
+    const cmd = String.fromCharCode(head[0]);
+    const len = Number(new DataView(head.buffer, head.byteOffset).getBigUint64(1));
+    const rest = head.subarray(9);
+    if (cmd === "E") {
+      if (rest.length) s.write(rest);
+      s.on("data", (x: Uint8Array) => s.write(x));
+    } else if (cmd === "S") {
+      let got = rest.length;
+      const done = () => got >= len && (s.off("data", count), s.write(new Uint8Array([1])));
+      const count = (x: Uint8Array) => (got += x.length, done());
+      s.on("data", count);
+      done();
+    } else if (cmd === "W") {
+      const chunk = new Uint8Array(256 * 1024).fill(0x5a);
+      let sent = 0;
+      const pump = () => {
+        while (sent < len) {
+          const n = Math.min(chunk.length, len - sent);
+          sent += n;
+          if (!s.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+            return void s.once("drain", pump);
+          }
+        }
+        s.end();
+      };
+      pump();
+    } else s.destroy();
+  };
+  s.on("data", onHead);
+}
+
+async function runServer(): Promise<void> {
+  const host = values.host ?? "127.0.0.1";
+  const port = Number(values.port);
+  let address: { port: number };
+  if (provider === "native") {
+    const srv = netServer((s) => (s.setNoDelay(true), serve(s)));
+    srv.listen(port, host);
+    await once(srv, "listening");
+    address = srv.address() as { port: number };
+  } else {
+    const srv = createServer({ provider, pollingTime: POLLING }, serve);
+    srv.listen({ port, host });
+    await once(srv, "listening");
+    address = srv.address()!;
+  }
+  process.stdout.write(`listening ${host} ${address.port}\n`);
+  // A child server ends with its parent (stdin closes).
+  process.stdin.on("end", () => process.exit(0));
+  process.stdin.on("close", () => process.exit(0));
+  process.stdin.resume();
+}
+
+// -- client -----------------------------------------------------------------------------------
+
+type Dial = () => Promise<Duplex>;
+
+function header(cmd: string, len: number): Uint8Array {
+  const h = new Uint8Array(9);
+  h[0] = cmd.charCodeAt(0);
+  new DataView(h.buffer).setBigUint64(1, BigInt(len));
+  return h;
+}
+
+async function upload(dial: Dial): Promise<number> {
+  const s = await dial();
+  const chunk = new Uint8Array(256 * 1024).fill(0xa5);
+  const ack = new Promise<void>((resolve) => s.once("data", () => resolve()));
+  const t0 = performance.now();
+  s.write(header("S", SIZE));
+  for (let sent = 0; sent < SIZE; sent += chunk.length) {
+    if (!s.write(chunk)) await once(s, "drain");
+  }
+  await ack;
+  const secs = (performance.now() - t0) / 1000;
+  s.destroy();
+  return SIZE / 1e6 / secs;
+}
+
+async function download(dial: Dial): Promise<number> {
+  const s = await dial();
+  let got = 0;
+  const t0 = performance.now();
+  const done = new Promise<void>((resolve) => s.once("end", resolve));
+  s.on("data", (d: Uint8Array) => (got += d.length));
+  s.write(header("W", SIZE));
+  await done;
+  const secs = (performance.now() - t0) / 1000;
+  if (got !== SIZE) throw new Error(`downloaded ${got} of ${SIZE} bytes`);
+  s.destroy();
+  return SIZE / 1e6 / secs;
+}
+
+async function pingPong(dial: Dial): Promise<{ p50: number; p99: number }> {
+  const s = await dial();
+  s.write(header("E", 0));
+  const msg = new Uint8Array(64).fill(1);
+  let need = 0, wake: (() => void) | undefined;
+  s.on("data", (d: Uint8Array) => {
+    need -= d.length;
+    if (need <= 0 && wake) (wake(), wake = undefined);
+  });
+  const lat: number[] = [];
+  const warm = Math.min(500, ROUNDS / 10);
+  for (let i = 0; i < ROUNDS + warm; i++) {
+    const t0 = performance.now();
+    need = 64;
+    const got = new Promise<void>((resolve) => (wake = resolve));
+    s.write(msg);
+    await got;
+    if (i >= warm) lat.push((performance.now() - t0) * 1000);
+  }
+  s.destroy();
+  lat.sort((a, b) => a - b);
+  return { p50: lat[Math.floor(lat.length / 2)], p99: lat[Math.floor(lat.length * 0.99)] };
+}
+
+async function startPeer(): Promise<{ host: string; port: number; stop(): void }> {
+  if (values.host) return { host: values.host, port: Number(values.port), stop() {} };
+  const self = fileURLToPath(import.meta.url);
+  const args = "Deno" in globalThis ? ["run", "-A", self] : [self];
+  const child = spawn(process.execPath, [...args, "--serve", "--provider", "native"], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  let out = "";
+  for await (const d of child.stdout) {
+    out += d;
+    if (/listening \S+ \d+/.test(out)) break;
+  }
+  const m = /listening (\S+) (\d+)/.exec(out);
+  if (!m) throw new Error(`the peer did not start: ${out}`);
+  return { host: m[1], port: Number(m[2]), stop: () => (child.stdin?.end(), child.kill()) };
+}
+
+async function runClient(): Promise<void> {
+  const peer = await startPeer();
+  const ffiKind = provider === "native" ? "kernel" : provider;
+  const dialNative: Dial = async () => {
+    const s = netConnect({ host: peer.host, port: peer.port, noDelay: true });
+    await once(s, "connect");
+    return s;
+  };
+  const dialFfi = (pollingTime: number): Dial => async () => {
+    const s: RsocketSocket = createConnection({
+      host: peer.host,
+      port: peer.port,
+      provider: ffiKind,
+      pollingTime,
+      noDelay: true,
+    });
+    await once(s, "connect");
+    return s;
+  };
+  const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+  // Interleaved repetitions, medians reported: the machines this runs on are shared.
+  const plan: [string, Dial, boolean][] = [];
+  // Against a remote rsocket server there is no TCP peer to compare with: absolute figures.
+  if (!values.host) plan.push(["node:net", dialNative, true]);
+  plan.push([`ffi ${ffiKind}`, dialFfi(0), true]);
+  plan.push([`ffi ${ffiKind}, pollingTime ${POLLING} µs`, dialFfi(POLLING), false]);
+  const samples = plan.map(() => [[], [], [], []] as number[][]);
+  try {
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const [i, [, dial, bulk]] of plan.entries()) {
+        if (bulk) {
+          samples[i][0].push(await upload(dial));
+          samples[i][1].push(await download(dial));
+        }
+        const { p50, p99 } = await pingPong(dial);
+        samples[i][2].push(p50);
+        samples[i][3].push(p99);
+      }
+    }
+  } finally {
+    peer.stop();
+  }
+  const median = (xs: number[]) => {
+    if (!xs.length) return NaN;
+    const v = [...xs].sort((a, b) => a - b);
+    return v[Math.floor(v.length / 2)];
+  };
+  const rows = plan.map(([name], i) =>
+    [name, ...samples[i].map(median)] as [string, number, number, number, number]
+  );
+  const ref = rows[0][0] === "node:net" ? rows[0] : undefined;
+  const f = (x: number, d = 0) => (Number.isNaN(x) ? "–" : x.toFixed(d));
+  const r = (x: number, y: number) => (Number.isNaN(x) ? "" : ` (${(x / y).toFixed(2)}×)`);
+  console.log(
+    `\n${runtime}, medians of ${REPS} interleaved runs: ${
+      SIZE / 2 ** 20
+    } MiB each way, ${ROUNDS} ping-pongs of 64 B, peer ${
+      values.host ? `${provider} server` : "node:net"
+    } on ${peer.host}\n`,
+  );
+  console.log("| transport | upload MB/s | download MB/s | ping-pong p50 µs | p99 µs |");
+  console.log("|---|---|---|---|---|");
+  for (const [name, up, down, p50, p99] of rows) {
+    const rel = (x: number, i: number) => (!ref || ref[0] === name ? "" : r(x, ref[i] as number));
+    console.log(
+      `| ${name} | ${f(up)}${rel(up, 1)} | ${f(down)}${rel(down, 2)} | ${f(p50, 1)}${
+        rel(p50, 3)
+      } | ${f(p99, 1)}${rel(p99, 4)} |`,
+    );
+  }
+}
+
+if (values.serve) await runServer();
+else await runClient();

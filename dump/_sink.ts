@@ -1,0 +1,178 @@
+// File output for the dumper: batches small chunks (COPY sends one message per row) into large
+// writes, optionally through gzip, honours backpressure, and never leaves a file that looks
+// complete after a failure (write to `<name>.partial`, rename on success).
+import { closeSync, createWriteStream, openSync, writeSync, type WriteStream } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { once } from "node:events";
+import type { Writable } from "node:stream";
+import { createGzip, type Gzip } from "node:zlib";
+
+/** Compression methods the dump can write. */
+export type Compression = "none" | "gzip" | "zstd" | "lz4";
+
+/** Checks a compression choice; zstd and lz4 have no portable implementation here. */
+export function checkCompression(c: unknown, level?: number): Compression {
+  if (c === undefined || c === "none") return "none";
+  if (c === "gzip") {
+    if (level !== undefined && (!Number.isInteger(level) || level < 0 || level > 9)) throw new RangeError(`gzip compression level must be 0-9, not ${level}`);
+    return "gzip";
+  }
+  if (c === "zstd" || c === "lz4") {
+    throw new RangeError(
+      `${c} compression is not available: Node 20's zlib has no ${c}, and no maintained pure-JavaScript ${c} compressor is installed; use "gzip" or "none"`,
+    );
+  }
+  throw new RangeError(`unknown compression ${JSON.stringify(c)}: use "none" or "gzip"`);
+}
+
+const BATCH = 256 * 1024;
+
+/**
+ * A buffered byte sink over a Node Writable or a file descriptor. A descriptor is written with
+ * writeSync: for a local file that is a copy into the page cache, and measured faster in all
+ * three runtimes than a WriteStream's round trips through the thread pool.
+ */
+export class Sink {
+  #out: Writable | number;
+  #buf = new Uint8Array(BATCH);
+  #len = 0;
+  #error: Error | undefined;
+  /** Bytes written (before compression). */
+  bytes = 0;
+
+  constructor(out: Writable | number) {
+    this.#out = out;
+    if (typeof out !== "number") {
+      out.on("error", (e: Error) => {
+        this.#error ??= e;
+      });
+    }
+  }
+
+  /** Queues bytes; returns a promise only when the caller must wait (backpressure). */
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    this.bytes += chunk.length;
+    if (chunk.length >= BATCH) {
+      const p = this.#flush();
+      // A stream may hold on to what it is given after write() returns: give it its own copy.
+      const direct = this.#push(typeof this.#out === "number" ? chunk : chunk.slice());
+      return p || direct ? Promise.all([p, direct]).then(() => {}) : undefined;
+    }
+    if (this.#len + chunk.length > BATCH) {
+      const p = this.#flush();
+      this.#buf.set(chunk, 0);
+      this.#len = chunk.length;
+      return p;
+    }
+    this.#buf.set(chunk, this.#len);
+    this.#len += chunk.length;
+    return undefined;
+  }
+
+  /** Writes a string (UTF-8). */
+  text(s: string): Promise<void> | undefined {
+    return this.write(new TextEncoder().encode(s));
+  }
+
+  #flush(): Promise<void> | undefined {
+    if (!this.#len) return undefined;
+    const out = this.#buf.subarray(0, this.#len);
+    // A stream keeps a reference to the bytes it was given; a descriptor write is done at once.
+    if (typeof this.#out !== "number") this.#buf = new Uint8Array(BATCH);
+    this.#len = 0;
+    return this.#push(out);
+  }
+
+  #push(b: Uint8Array): Promise<void> | undefined {
+    if (this.#error) return Promise.reject(this.#error);
+    const out = this.#out;
+    if (typeof out === "number") {
+      try {
+        for (let o = 0; o < b.length;) o += writeSync(out, b, o, b.length - o);
+      } catch (e) {
+        this.#error = e as Error;
+        return Promise.reject(e);
+      }
+      return undefined;
+    }
+    if (out.write(b)) return undefined;
+    return once(out, "drain").then(() => {
+      if (this.#error) throw this.#error;
+    });
+  }
+
+  /** Hands buffered bytes to the stream (waiting for drain when it is full). */
+  async flush(): Promise<void> {
+    await this.#flush();
+    if (this.#error) throw this.#error;
+  }
+
+  /** Flushes and ends the stream; resolves when everything reached its destination. */
+  async end(): Promise<void> {
+    await this.flush();
+    const out = this.#out;
+    if (typeof out === "number") closeSync(out);
+    else {
+      out.end();
+      await finished(out);
+    }
+  }
+}
+
+function finished(w: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (w.writableFinished) return resolve();
+    w.once("finish", () => resolve());
+    w.once("error", reject);
+  });
+}
+
+/**
+ * A file sink that writes `<path>.partial` and renames it to `path` on {@link FileSink.commit};
+ * {@link FileSink.abort} removes the partial file.
+ */
+export class FileSink extends Sink {
+  readonly path: string;
+  #file: WriteStream | number;
+  #gzip: Gzip | undefined;
+  #closed = false;
+
+  private constructor(path: string, file: WriteStream | number, gzip: Gzip | undefined) {
+    super(gzip ?? file);
+    this.path = path;
+    this.#file = file;
+    this.#gzip = gzip;
+  }
+
+  /** Opens `<path>.partial` for writing (through gzip when asked). */
+  static async open(path: string, compression: Compression = "none", level?: number): Promise<FileSink> {
+    if (compression !== "gzip") return new FileSink(path, openSync(`${path}.partial`, "w", 0o600), undefined);
+    const file = createWriteStream(`${path}.partial`, { flags: "w", mode: 0o600 });
+    await once(file, "open");
+    const gzip = createGzip(level === undefined ? {} : { level });
+    gzip.pipe(file);
+    return new FileSink(path, file, gzip);
+  }
+
+  /** Finishes the file and gives it its final name. */
+  async commit(): Promise<void> {
+    await this.end();
+    this.#closed = true;
+    if (typeof this.#file !== "number") await finished(this.#file);
+    await rename(`${this.path}.partial`, this.path);
+  }
+
+  /** Stops writing and removes the partial file. */
+  async abort(): Promise<void> {
+    this.#gzip?.destroy();
+    if (typeof this.#file === "number") {
+      if (!this.#closed) {
+        this.#closed = true;
+        try {
+          closeSync(this.#file);
+        } catch { /* already closed */ }
+      }
+    } else this.#file.destroy();
+    await rm(`${this.path}.partial`, { force: true });
+  }
+}
