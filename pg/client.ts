@@ -71,6 +71,16 @@ export type SocketFactory = (
   opts: { signal: AbortSignal; keepAlive?: { idle?: number } },
 ) => Duplex | Promise<Duplex>;
 
+/** Which transport a client connected over, and why (see `with_rsocket`). */
+export interface TransportChoice {
+  /** `custom`: the caller supplied the socket factory. */
+  transport: "tcp" | "rsocket" | "custom";
+  /** For rsockets: the provider (`rdma`, or `kernel` on machines without RDMA). */
+  provider?: "rdma" | "kernel";
+  /** One sentence: why this transport. */
+  reason: string;
+}
+
 /** One host to try (the shape of conninfo's `HostSpec`). */
 export interface HostTarget {
   host: string;
@@ -793,6 +803,8 @@ export class Client extends EventEmitter {
   channelBound = false;
   /** Protocol version in use: "3.0", or "3.2" with `max_protocol_version=3.2` on PostgreSQL 18+. */
   protocolVersion = "3.0";
+  /** The transport this connection runs over and why (set by `connect()`; `custom` for a caller's factory). */
+  transport: TransportChoice = { transport: "custom", reason: "connected through connectWith()" };
 
   /** @internal Use {@link connectWith}. */
   constructor(types: TypeRegistry, factory: SocketFactory, opts: ClientOptions) {
