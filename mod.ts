@@ -43,3 +43,4 @@ export {
   type WebConnectOptions,
   type WebSocketStream,
 } from "./transport/mod.ts";
+export { logicalReplication, type LogicalReplicationOptions, type ReplicationBatch, ReplicationError, snapshotThenStream } from "./replication/mod.ts";

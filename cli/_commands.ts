@@ -147,10 +147,11 @@ export const COMMANDS: readonly Command[] = [
       s(
         "format",
         "F",
-        "p|d|stream",
-        "output format: p plain SQL (default), d directory,\nstream MessagePack records for pipelines",
+        "FORMAT",
+        "p plain SQL (default), d directory (for restore), or one\n" +
+          "file per table: csv, ndjson, msgpack, binary, text",
         {
-          choices: ["p", "plain", "d", "directory", "stream"],
+          choices: ["p", "plain", "d", "directory", "csv", "ndjson", "msgpack", "binary", "text"],
         },
       ),
       s("jobs", "j", "NUM", "use this many parallel jobs to dump (directory format)"),
@@ -160,11 +161,19 @@ export const COMMANDS: readonly Command[] = [
       s("exclude-schema", "N", "PATTERN", "do not dump the matching schemas", { multiple: true }),
       s("table", "t", "PATTERN", "dump the matching tables only", { multiple: true }),
       s("exclude-table", "T", "PATTERN", "do not dump the matching tables", { multiple: true }),
+      s("exclude-table-data", undefined, "PATTERN", "do not dump data for the matching tables", {
+        multiple: true,
+      }),
+      b("no-owner", "O", "skip restoration of object ownership"),
+      b("no-privileges", "x", "do not dump privileges (grant/revoke)"),
       s("snapshot", undefined, "SNAPSHOT", "use this exported snapshot for the dump"),
-      s("compress", "Z", "METHOD[:DETAIL]", "compress the output (gzip, lz4, zstd or none)"),
+      b("serializable-deferrable", undefined, "wait until the dump can run without anomalies"),
+      s("lock-wait-timeout", undefined, "MS", "fail after waiting MS for a table lock"),
+      s("compress", "Z", "METHOD[:DETAIL]", "compress the output (gzip or none)"),
       b("no-sync", undefined, "do not wait for changes to reach the disk"),
     ],
     footer: ENV_FOOTER,
+    run: async (ctx) => (await import("./dump.ts")).dumpCommand(ctx),
   },
   {
     name: "restore",
@@ -194,6 +203,7 @@ export const COMMANDS: readonly Command[] = [
       b("no-privileges", "x", "skip restoration of access privileges (grant/revoke)"),
     ],
     footer: ENV_FOOTER,
+    run: async (ctx) => (await import("./dump.ts")).restoreCommand(ctx),
   },
   {
     name: "receivewal",
@@ -228,6 +238,7 @@ export const COMMANDS: readonly Command[] = [
       }
     },
     footer: ENV_FOOTER,
+    run: async (ctx) => (await import("./receivewal.ts")).receivewalCommand(ctx),
   },
   {
     name: "recvlogical",
@@ -267,6 +278,9 @@ export const COMMANDS: readonly Command[] = [
         undefined,
         "enable replication slot synchronization to standbys when\ncreating a slot",
       ),
+      s("format", undefined, "text|ndjson|msgpack", "output: the plugin's text (default), NDJSON\nor MessagePack records", {
+        choices: ["text", "ndjson", "msgpack"],
+      }),
     ],
     check(args) {
       const v = args.values;
@@ -286,6 +300,7 @@ export const COMMANDS: readonly Command[] = [
       }
     },
     footer: ENV_FOOTER,
+    run: async (ctx) => (await import("./recvlogical.ts")).recvlogicalCommand(ctx),
   },
   {
     name: "basebackup",
@@ -349,6 +364,7 @@ export const COMMANDS: readonly Command[] = [
       need("basebackup", args, "pgdata", "no target directory specified (-D DIRECTORY)");
     },
     footer: ENV_FOOTER,
+    run: async (ctx) => (await import("./basebackup.ts")).basebackupCommand(ctx),
   },
   {
     name: "query",
@@ -371,57 +387,78 @@ export const COMMANDS: readonly Command[] = [
       b("csv", undefined, "CSV output"),
       s("field-separator", "F", "STRING", 'field separator for unaligned output (default: "|")'),
       b("tuples-only", "t", "print rows only"),
+      b("json", undefined, "NDJSON output: one JSON object per row (pg-rdma's own)"),
       b("expanded", "x", "one line per column (expanded output)"),
       b("echo-queries", "e", "echo commands sent to the server"),
+      b("no-psqlrc", "X", "accepted for psql compatibility (no startup file is read)"),
     ],
-    footer: ENV_FOOTER,
+    footer: ENV_FOOTER +
+      `\n\nWithout -c or -f the SQL comes from stdin. With -v ON_ERROR_STOP=1 a script stops at
+its first error. Exit status 1 when the last -c or script failed (psql: 1 or 3).`,
+    run: async (ctx) => (await import("./query.ts")).queryCommand(ctx),
   },
   {
     name: "tunnel",
-    summary: "accept TCP clients locally and carry them to the server over RDMA",
-    usage: ["--listen=[HOST:]PORT [OPTION]..."],
+    summary: "relay TCP clients to PostgreSQL over RDMA, or RDMA clients to a TCP server",
+    usage: ["--listen=URL --connect=URL [OPTION]..."],
     description:
-      "Lets any PostgreSQL client (psql, JDBC, ...) use RDMA: it connects to the local port,\n" +
-      "pg-rdma forwards each connection to the server named by the connection options.",
-    connects: true,
+      "Lets any PostgreSQL client (psql, pg_dump, JDBC, a standby) use RDMA without changing it.\n" +
+      "Client side: --listen tcp://127.0.0.1:6432 --connect rdma://db-host:5432\n" +
+      "Server side: --listen rdma://0.0.0.0:5432 --connect tcp://127.0.0.1:5432\n" +
+      "An endpoint is tcp://HOST:PORT or rdma://HOST:PORT ([HOST:]PORT means tcp; default host\n" +
+      "127.0.0.1). Bytes pass unchanged, both ways, with backpressure and half-close.",
+    connects: false,
     options: [
-      s("listen", "l", "[HOST:]PORT", "where to accept clients (default host: 127.0.0.1)"),
+      s("listen", "l", "URL", "where to accept clients (tcp://HOST:PORT or rdma://HOST:PORT)"),
+      s("connect", "c", "URL", "where to carry each connection (tcp:// or rdma://)"),
+      s("provider", undefined, "rdma|kernel", "rsockets provider for rdma:// endpoints: rdma\n" +
+        "(librdmacm, default) or kernel (the same code on TCP)", { choices: ["rdma", "kernel"] }),
       s(
         "max-connections",
         undefined,
         "NUM",
-        "refuse clients beyond this many at once (default: 100)",
+        "refuse clients beyond this many at once (default: 1000)",
       ),
+      s("grace", undefined, "SECS", "on SIGINT/SIGTERM, wait this long for open connections\n" +
+        "before closing them (default: 10)"),
     ],
     check(args) {
-      need("tunnel", args, "listen", "no listen address specified (--listen=[HOST:]PORT)");
+      need("tunnel", args, "listen", "no listen address specified (--listen=URL)");
+      need("tunnel", args, "connect", "no upstream specified (--connect=URL)");
     },
-    footer: ENV_FOOTER,
+    footer: "Log lines (connection received / disconnection, as PostgreSQL's log_connections)\n" +
+      "go to stderr; -q silences them. SIGINT/SIGTERM stop accepting, let open connections\n" +
+      "finish (--grace), then exit 130/143.",
+    run: async (ctx) => (await import("./tunnel.ts")).tunnelCommand(ctx),
   },
   {
     name: "bench",
-    summary: "measure latency and throughput over RDMA and TCP, like pgbench",
-    usage: ["[OPTION]... [DBNAME]"],
+    summary: "measure a connection path (tps, latency, COPY MB/s) over RDMA or TCP, like pgbench",
+    usage: ["-i [-s SCALE] [OPTION]... [DBNAME]", "[-S | --copy SIZE] [-c NUM] [-T SECS | -t NUM] [OPTION]... [DBNAME]"],
+    description:
+      "-i creates the table pg_rdma_bench (pgbench_accounts' columns); without it the run uses\n" +
+      "pg_rdma_bench, or an existing pgbench schema (pgbench -i). Clients are connections in this\n" +
+      "process; --with-rsocket picks the transport, and the report names the one that ran.",
     connects: true,
     positionals: { max: 1, dbname: 0 },
     options: [
+      b("initialize", "i", "create pg_rdma_bench (100 000 rows per scale unit), then exit"),
+      s("scale", "s", "NUM", "scaling factor for -i (default: 1)"),
       s("client", "c", "NUM", "number of concurrent database clients (default: 1)"),
-      s("jobs", "j", "NUM", "number of threads (default: 1)"),
+      s("jobs", "j", "NUM", "number of threads: only 1 (the clients share this process's\nthread, as a program using the library does)"),
       s("time", "T", "NUM", "duration of the benchmark in seconds"),
       s("transactions", "t", "NUM", "number of transactions each client runs (default: 10)"),
       b("select-only", "S", "perform a SELECT-only workload"),
-      s("protocol", "M", "simple|extended", "protocol for submitting queries (default: simple)", {
-        choices: ["simple", "extended"],
+      s("copy", undefined, "SIZE", "each transaction is a COPY TO STDOUT of SIZE bytes\n(e.g. 8MB, 1GB; MB = 2^20 bytes); reports MB/s"),
+      s("protocol", "M", "simple|extended|prepared", "protocol for submitting queries (default: simple)", {
+        choices: ["simple", "extended", "prepared"],
       }),
       s("progress", "P", "NUM", "show a progress report every NUM seconds"),
-      s(
-        "transports",
-        undefined,
-        "LIST",
-        "transports to compare, comma-separated (default: tcp,rsocket)",
-      ),
+      b("json", undefined, "print the report as one JSON object (stable keys)"),
     ],
-    footer: ENV_FOOTER,
+    footer: ENV_FOOTER +
+      "\n\nExit status 1 when a client aborted (its transaction failed) or no connection was made.",
+    run: async (ctx) => (await import("./bench.ts")).benchCommand(ctx),
   },
   {
     name: "doctor",

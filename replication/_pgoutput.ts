@@ -43,10 +43,18 @@ export interface ValueDecoder {
   binary(oid: number, bytes: Uint8Array): unknown;
 }
 
+/**
+ * A copy of `bytes[start, end)` as a plain Uint8Array, also when `bytes` is a Node Buffer (whose
+ * slice() is a view into the receive buffer).
+ */
+function copyBytes(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(bytes.subarray(start, end));
+}
+
 /** The default {@link ValueDecoder}: text stays a string, binary becomes a copied Uint8Array. */
 export const rawValues: ValueDecoder = {
   text: (_oid, text) => text,
-  binary: (_oid, bytes) => bytes.slice(),
+  binary: (_oid, bytes) => copyBytes(bytes, 0, bytes.length),
 };
 
 /** Replica identity of a relation (`pg_class.relreplident`). */
@@ -561,7 +569,7 @@ export class PgoutputDecoder {
         const prefix = this.#str();
         const len = this.#u32();
         this.#need(len);
-        const content = this.#bytes.slice(this.#pos, this.#pos += len);
+        const content = copyBytes(this.#bytes, this.#pos, this.#pos += len);
         return { type: "message", xid, transactional: (flags & 1) !== 0, lsn, prefix, content };
       }
       case 0x53: { // S: Int32 xid, Int8 first_segment

@@ -94,3 +94,45 @@ export {
   type StandbyStatus,
   type XLogData,
 } from "./_protocol.ts";
+export {
+  checkSlotName,
+  createReplicationSlot,
+  type CreatedSlot,
+  type CreateSlotOptions,
+  dropReplicationSlot,
+  identifySystem,
+  listReplicationSlots,
+  readReplicationSlot,
+  ReplicationError,
+  serverVersionNum,
+  type SlotInfo,
+  type SlotPosition,
+  type SystemIdentity,
+  timelineHistory,
+} from "./_slots.ts";
+export {
+  type BatchKind,
+  logicalReplication,
+  type LogicalReplicationOptions,
+  LogicalReplicationStream,
+  pgValues,
+  type ReplicationBatch,
+  type ReplicationStats,
+  snapshotThenStream,
+  type SnapshotRows,
+  type SnapshotThenStreamOptions,
+} from "./logical.ts";
+export {
+  findStreamingStart,
+  type PhysicalStreamOptions,
+  streamWal,
+  type StreamWalOptions,
+  type WalChunk,
+  WalReceiver,
+  type WalReceiverOptions,
+  type WalReceiverResult,
+  WalStream,
+} from "./wal_receiver.ts";
+export { baseBackup, type BaseBackupOptions, type BaseBackupResult, recoveryConfLines } from "./base_backup.ts";
+export { historyFileName, parseSegmentFileName, type SegmentFile, segmentName, segmentNameOf } from "./_wal_segment.ts";
+export { TarError } from "./_tar.ts";

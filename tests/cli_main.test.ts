@@ -93,8 +93,10 @@ const FLAGS: Record<string, string[]> = {
     "--csv",
     "-t, --tuples-only",
     "-x, --expanded",
+    "--json",
+    "-X, --no-psqlrc",
   ],
-  tunnel: ["-l, --listen", "--max-connections"],
+  tunnel: ["-l, --listen", "-c, --connect", "--provider", "--max-connections", "--grace"],
   bench: [
     "-c, --client",
     "-j, --jobs",
@@ -123,7 +125,7 @@ for (const [name, flags] of Object.entries(FLAGS)) {
     assert.equal(r.err, "");
     assert.match(r.out, new RegExp(`^pg-rdma ${name}: `));
     assert.match(r.out, new RegExp(`Usage:\\n  pg-rdma ${name} `));
-    const connects = !["doctor", "demo"].includes(name);
+    const connects = !["doctor", "demo", "tunnel"].includes(name);
     for (const f of [...flags, ...(connects ? CONNECTION : []), "-q, --quiet", "-?, --help"]) {
       assert.ok(r.out.includes(f), `${name} --help does not name "${f}"`);
     }
@@ -202,18 +204,11 @@ test("missing required options are usage errors, as in the PostgreSQL tools", as
   assert.match(l.err, /at least one action needs to be specified/);
 });
 
-test("commands not implemented yet exit 3 after checking their command line", async () => {
-  for (
-    const args of [["dump", "-d", "postgresql://db/app", "--with-rsocket"], [
-      "receivewal",
-      "-D",
-      "/tmp/wal",
-    ], ["tunnel", "--listen=6543"]]
-  ) {
-    const r = await cli(args);
-    assert.equal(r.code, 3, args.join(" "));
-    assert.equal(r.err, `pg-rdma: ${args[0]}: not implemented yet\n`);
-  }
+test("a command checks its whole command line before it connects: a bad value exits 2", async () => {
+  const bad = await cli(["bench", "-d", "postgresql://nowhere.invalid/app", "-M", "nope"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /-M|protocol|nope/);
+  assert.doesNotMatch(bad.err, /could not|connection/i, "it must not have tried to connect");
 });
 
 /** Runs a command that waits for its stop signal, in a child process; sends `sig` once it is ready. */

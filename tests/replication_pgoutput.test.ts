@@ -8,6 +8,7 @@ import {
   PgoutputDecoder,
   type PgoutputEvent,
   pgTimestampToDate,
+  rawValues,
   type Relation,
   ReplicationDecodeError,
   UNCHANGED_TOAST,
@@ -529,4 +530,12 @@ test("decode() reads messages that are views into a larger buffer at any offset"
   const a = new PgoutputDecoder();
   const b = new PgoutputDecoder();
   assert.deepEqual(views.map((v) => a.decode(v)), frames.map((f) => b.decode(f)));
+});
+
+test("rawValues.binary copies even a Node Buffer view, so values never alias the receive buffer", () => {
+  const wire = Buffer.from([1, 2, 3, 4, 5]);
+  const value = rawValues.binary(17, wire.subarray(1, 4)) as Uint8Array;
+  wire.fill(0);
+  assert.deepEqual([...value], [2, 3, 4]);
+  assert.equal(Buffer.isBuffer(value), false);
 });

@@ -1,0 +1,180 @@
+/**
+ * Logical replication throughput and lag, against peers measured in the same run:
+ *
+ * 1. A PostgreSQL 15 cluster of its own (the fixture's `startCluster`), a 6-column table, and one
+ *    pgoutput slot per contender created before the workload: N row inserts (default 1 000 000,
+ *    in transactions of 1 000 rows).
+ * 2. Each contender drains its slot up to the WAL position after the workload (three rounds,
+ *    contenders interleaved, best time kept: the machine is shared):
+ *    - `pg_recvlogical -f /dev/null` (Debian's 15 binary): raw bytes, no decoding — our ceiling;
+ *    - pg-rdma's `logicalReplication()` (decoding every value with pg/'s types, acknowledging
+ *      every transaction);
+ *    - `pg-logical-replication` (npm, PgoutputPlugin, automatic acknowledgement).
+ *    Prints changes/s and the ratios.
+ * 3. End-to-end lag at a fixed rate: a writer commits 20-row transactions at 2 000 rows/s for
+ *    5 s while each JS contender streams; lag = delivery time − commit time (same host clock);
+ *    prints p50 / p99 / max.
+ *
+ * Run: `deno run -A bench/logical.ts [rows]`, `bun bench/logical.ts [rows]`,
+ * `node dist/bench/logical.js [rows]` (after `npm run build`).
+ *
+ * @module
+ */
+import { spawnSync } from "node:child_process";
+import { psql, startCluster } from "../tests/_fixture/cluster.ts";
+import { connect } from "../pg/mod.ts";
+import { logicalReplication, parseLsn } from "../replication/mod.ts";
+import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
+
+const ROWS = Number(process.argv[2] ?? 1_000_000);
+const TX = 1000;
+const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
+const runtimeName = g.Deno ? `Deno ${g.Deno.version.deno}` : g.Bun ? `Bun ${g.Bun.version}` : `Node ${process.version}`;
+
+const c = await startCluster(15);
+const db = "bench";
+const q = (sql: string) => psql(c, sql, { database: db });
+const ms = (t0: number) => performance.now() - t0;
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const lines: string[] = [];
+const say = (s: string) => {
+  lines.push(s);
+  process.stdout.write(s + "\n");
+};
+
+const REPS = 3;
+try {
+  await psql(c, `CREATE DATABASE ${db}`);
+  await q(`CREATE TABLE t (id int PRIMARY KEY, account bigint, status text, amount numeric(12,2), created timestamptz, note text);
+    CREATE PUBLICATION pub FOR TABLE t`);
+  // One slot per contender and repetition, all created before the workload: each holds it all.
+  const contenders = ["recv", "ours", "peer"] as const;
+  for (let r = 0; r < REPS; r++) for (const k of contenders) await q(`SELECT pg_create_logical_replication_slot('s_${k}_${r}', 'pgoutput')`);
+  for (const s of ["l_ours", "l_peer"]) await q(`SELECT pg_create_logical_replication_slot('${s}', 'pgoutput')`);
+  const t0 = performance.now();
+  await q(`DO $$ BEGIN FOR b IN 0..${Math.ceil(ROWS / TX) - 1} LOOP
+    INSERT INTO t SELECT g, g * 7, CASE WHEN g % 3 = 0 THEN 'paid' ELSE 'open' END, (g % 100000) / 100.0,
+      '2025-01-01'::timestamptz + g * interval '1 second', 'note ' || g
+    FROM generate_series(b * ${TX} + 1, LEAST((b + 1) * ${TX}, ${ROWS})) g; COMMIT; END LOOP; END $$`);
+  const endText = (await q("SELECT pg_current_wal_lsn()")).trim();
+  const endLsn = parseLsn(endText);
+  say(`pg-rdma bench/logical.ts: ${fmt(ROWS)} row inserts (${TX}/transaction, 6 columns) on PostgreSQL ${c.serverVersion}, ${runtimeName}; workload took ${fmt(ms(t0))} ms; best of ${REPS}, contenders interleaved`);
+  const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
+
+  const runs = {
+    // pg_recvlogical: raw bytes to /dev/null, no decoding.
+    recv: (slot: string) => {
+      const r = spawnSync(`${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`, [
+        "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", db, "--slot", slot, "--start", "--no-loop",
+        "-E", endText, "-f", "/dev/null", "-o", "proto_version=1", "-o", "publication_names=pub",
+      ], { encoding: "utf8" });
+      if (r.status !== 0) return Promise.reject(new Error(`pg_recvlogical failed: ${r.stderr}`));
+      return Promise.resolve(ROWS);
+    },
+    // pg-rdma: every value decoded (pg/ types), every transaction acknowledged.
+    ours: async (slot: string) => {
+      let n = 0;
+      const stream = logicalReplication({ connection: conninfo, connectOptions: { env: {} }, slot, publications: ["pub"], protoVersion: 1 });
+      for await (const b of stream) {
+        for (const e of b.events) if (e.type === "insert") n++;
+        b.ack();
+        if (b.final && b.endLsn !== undefined && b.endLsn >= endLsn) break;
+        if (n >= ROWS && b.final) break;
+      }
+      await stream.close();
+      return n;
+    },
+    // pg-logical-replication with its pgoutput plugin, automatic acknowledgement.
+    peer: (slot: string) =>
+      new Promise<number>((resolve, reject) => {
+        let n = 0;
+        const service = new LogicalReplicationService({ host: c.socketDir, port: c.port, user: "postgres", database: db }, {
+          acknowledge: { auto: true, timeoutSeconds: 10 },
+        });
+        service.on("data", (_lsn: string, m: { tag: string }) => {
+          if (m.tag === "insert") n++;
+          if (m.tag === "commit" && n >= ROWS) void service.destroy().then(() => resolve(n));
+        });
+        service.on("error", reject);
+        service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: ["pub"] }), slot).catch(reject);
+      }),
+  };
+  const best = { recv: { ms: Infinity, cpu: 0, n: 0 }, ours: { ms: Infinity, cpu: 0, n: 0 }, peer: { ms: Infinity, cpu: 0, n: 0 } };
+  for (let r = 0; r < REPS; r++) {
+    for (const k of contenders) {
+      const cpu0 = process.cpuUsage();
+      const t = performance.now();
+      const n = await runs[k](`s_${k}_${r}`);
+      const took = ms(t);
+      const cpu = process.cpuUsage(cpu0);
+      if (n !== ROWS) throw new Error(`${k} delivered ${n} of ${ROWS} changes`);
+      if (took < best[k].ms) best[k] = { ms: took, cpu: (cpu.user + cpu.system) / 1000, n };
+    }
+  }
+  const rate = (k: keyof typeof best) => ROWS / (best[k].ms / 1000);
+  const cpuPer = (k: keyof typeof best) => (k === "recv" ? "–" : `${((best[k].cpu * 1000) / ROWS).toFixed(2)} µs`);
+
+  say("");
+  say("| consumer | changes/s | time | CPU of this process per change | pg-rdma's rate is |");
+  say("|---|---|---|---|---|");
+  say(`| pg_recvlogical -f /dev/null (raw, no decoding) | ${fmt(rate("recv"))} | ${fmt(best.recv.ms)} ms | ${cpuPer("recv")} | ${(rate("ours") / rate("recv")).toFixed(2)}× |`);
+  say(`| pg-rdma logicalReplication() | ${fmt(rate("ours"))} | ${fmt(best.ours.ms)} ms | ${cpuPer("ours")} | – |`);
+  say(`| pg-logical-replication 2.5 (PgoutputPlugin) | ${fmt(rate("peer"))} | ${fmt(best.peer.ms)} ms | ${cpuPer("peer")} | ${(rate("ours") / rate("peer")).toFixed(2)}× |`);
+
+  // Lag at a fixed rate: 20-row transactions, 100 per second, for 5 s.
+  const lag = async (slot: string, consume: (onCommit: (commitMs: number) => void, stop: Promise<void>) => Promise<void>) => {
+    // Start from now: skip what earlier runs wrote.
+    await q(`SELECT pg_replication_slot_advance('${slot}', pg_current_wal_lsn())`);
+    const lags: number[] = [];
+    let stopIt!: () => void;
+    const stop = new Promise<void>((r) => (stopIt = r));
+    const consumer = consume((commitMs) => lags.push(Date.now() - commitMs), stop);
+    await new Promise((r) => setTimeout(r, 500));
+    const w = await connect(conninfo, { env: {} });
+    const start = Date.now();
+    let k = 0;
+    while (Date.now() - start < 5000) {
+      const base = 10_000_000 + k * 20;
+      await w.query(`INSERT INTO t (id, note) SELECT g, 'lag' FROM generate_series(${base}, ${base + 19}) g`);
+      k++;
+      const next = start + k * 10;
+      if (next > Date.now()) await new Promise((r) => setTimeout(r, next - Date.now()));
+    }
+    await w.query(`DELETE FROM t WHERE id >= 10000000`);
+    await w.close();
+    await new Promise((r) => setTimeout(r, 1000));
+    stopIt();
+    await consumer;
+    lags.sort((a, b) => a - b);
+    return { n: lags.length, p50: lags[Math.floor(lags.length * 0.5)], p99: lags[Math.floor(lags.length * 0.99)], max: lags.at(-1) };
+  };
+  const oursLag = await lag("l_ours", async (onCommit, stop) => {
+    const s = logicalReplication({ connection: conninfo, connectOptions: { env: {} }, slot: "l_ours", publications: ["pub"] });
+    void stop.then(() => s.close());
+    for await (const b of s) {
+      const last = b.events.at(-1);
+      if (last?.type === "commit") onCommit(last.commitTime.getTime());
+      b.ack();
+    }
+  });
+  const peerLag = await lag("l_peer", async (onCommit, stop) => {
+    const service = new LogicalReplicationService({ host: c.socketDir, port: c.port, user: "postgres", database: db }, { acknowledge: { auto: true, timeoutSeconds: 10 } });
+    const commits = new Set<string>();
+    service.on("data", (_lsn: string, m: { tag: string; commitTime?: bigint; commitEndLsn?: string }) => {
+      // Its commitTime is µs since 1970 (it adds the 2000-01-01 offset itself).
+      if (m.tag !== "commit" || commits.has(String(m.commitEndLsn))) return;
+      commits.add(String(m.commitEndLsn));
+      onCommit(Number(BigInt(m.commitTime as bigint) / 1000n));
+    });
+    void service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: ["pub"] }), "l_peer").catch(() => {});
+    await stop;
+    await service.destroy();
+  });
+  say("");
+  say("| lag at 2 000 rows/s (100 tx/s) | transactions | p50 | p99 | max |");
+  say("|---|---|---|---|---|");
+  say(`| pg-rdma logicalReplication() | ${oursLag.n} | ${oursLag.p50} ms | ${oursLag.p99} ms | ${oursLag.max} ms |`);
+  say(`| pg-logical-replication | ${peerLag.n} | ${peerLag.p50} ms | ${peerLag.p99} ms | ${peerLag.max} ms |`);
+} finally {
+  await c.stop();
+}
