@@ -3,9 +3,12 @@
  *
  * 1. codec: frames and decodes a stream of DataRow messages with our FrameReader (+ the row
  *    decoder's text path) and with pg-protocol's Parser;
- * 2. end to end over the unix socket of a PostgreSQL 18 test cluster (the fixture's): a 200,000
- *    row SELECT, and 10,000 pipelined one-row queries, with our client, node-postgres (`pg`) and
- *    postgres.js.
+ * 2. end to end over TCP (127.0.0.1, SCRAM, no TLS) to a PostgreSQL 18 test cluster (the
+ *    fixture's): `SELECT 1` round trips on one connection, 10,000 pipelined parameterised
+ *    queries, and 1 M rows of mixed types fetched as objects, with our client (native TCP, and
+ *    the FFI transport on rsocket's kernel provider), node-postgres (`pg`), postgres.js and,
+ *    under Bun, Bun's built-in `Bun.sql`. Contenders take turns; best of 3 (2 for the 1 M rows).
+ *    It ends with the README's table: rates, and in brackets pg-rdma's rate over the peer's.
  *
  * Run: `npx deno run -A bench/pg_client.ts`, `npx bun bench/pg_client.ts`,
  * `node dist/bench/pg_client.js` (after `npm run build`).
@@ -17,7 +20,7 @@ import { Parser } from "pg-protocol/dist/parser.js";
 import pg from "pg";
 import postgres from "postgres";
 import { connect } from "../pg/mod.ts";
-import { cluster, unavailable } from "../tests/_fixture/cluster.ts";
+import { cluster, ROLES, unavailable } from "../tests/_fixture/cluster.ts";
 
 const ROWS = 200_000;
 const CHUNK = 64 * 1024;
@@ -93,17 +96,6 @@ function time(fn: () => number): { ms: number; n: number } {
   return { ms: best, n };
 }
 
-async function timeAsync(fn: () => Promise<number>, runs = 3): Promise<{ ms: number; n: number }> {
-  let best = Infinity;
-  let n = 0;
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    n = await fn();
-    best = Math.min(best, performance.now() - t);
-  }
-  return { ms: best, n };
-}
-
 const chunks = makeStream();
 const a = time(() => ours(chunks));
 const b = time(() => theirs(chunks));
@@ -119,41 +111,128 @@ console.log(JSON.stringify({
   ratio: +(b.ms / a.ms).toFixed(2),
 }));
 
+/** One client under test: how to run each measure with it, and how to close it. */
+interface Contender {
+  name: string;
+  /** `n` sequential `SELECT 1` round trips. */
+  roundTrips(n: number): Promise<number>;
+  /** `n` parameterised queries sent at once (pipelined where the client does so). */
+  pipelined(n: number): Promise<number>;
+  /** All rows of {@link MIXED} fetched as objects; returns the row count. */
+  fetch(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** 1 M rows of mixed types: int, bigint, text, float8, bool, timestamptz, numeric. */
+const MIXED = "SELECT g AS i, g::bigint * 1000 AS b, 'row ' || g AS t, g * 1.5::float8 AS f, g % 2 = 0 AS flag, " +
+  "timestamptz '2024-01-01' + g * interval '1 second' AS ts, (g / 7.0)::numeric(12,4) AS n FROM generate_series(1, 1000000) g";
+const MIXED_ROWS = 1_000_000;
+const ROUND_TRIPS = 5_000;
+const PIPELINED = 10_000;
+
+async function contenders(port: number, user: string, password: string): Promise<Contender[]> {
+  const conninfo = `host=127.0.0.1 port=${port} user=${user} password=${password} dbname=postgres sslmode=disable`;
+  const list: Contender[] = [];
+  const ourClient = async (name: string, extra: string, env: Record<string, string>): Promise<Contender> => {
+    const c = await connect(`${conninfo} ${extra}`, { env });
+    return {
+      name,
+      roundTrips: async (n) => {
+        for (let i = 0; i < n; i++) await c.query("SELECT 1");
+        return n;
+      },
+      pipelined: async (n) => (await Promise.all(Array.from({ length: n }, (_, i) => c.query("SELECT $1::int AS i", [i])))).length,
+      fetch: async () => (await c.query(MIXED)).rows.length,
+      close: () => c.close(),
+    };
+  };
+  list.push(await ourClient("pg-rdma", "", {}));
+  list.push(await ourClient("pg-rdma rsocket/kernel", "with_rsocket=true", { PG_RDMA_PROVIDER: "kernel" }));
+  const nodePg = new pg.Client({ host: "127.0.0.1", port, user, password, database: "postgres", ssl: false });
+  await nodePg.connect();
+  list.push({
+    name: "node-postgres",
+    roundTrips: async (n) => {
+      for (let i = 0; i < n; i++) await nodePg.query("SELECT 1");
+      return n;
+    },
+    pipelined: async (n) => (await Promise.all(Array.from({ length: n }, (_, i) => nodePg.query("SELECT $1::int AS i", [i])))).length,
+    fetch: async () => (await nodePg.query(MIXED)).rows.length,
+    close: () => nodePg.end(),
+  });
+  const pjs = postgres({ host: "127.0.0.1", port, user, password, database: "postgres", max: 1, ssl: false });
+  list.push({
+    name: "postgres.js",
+    roundTrips: async (n) => {
+      for (let i = 0; i < n; i++) await pjs`SELECT 1`;
+      return n;
+    },
+    pipelined: async (n) => (await Promise.all(Array.from({ length: n }, (_, i) => pjs`SELECT ${i}::int AS i`))).length,
+    fetch: async () => (await pjs.unsafe(MIXED)).length,
+    close: () => pjs.end(),
+  });
+  // Bun's built-in client, only under Bun.
+  const BunSQL = (globalThis as { Bun?: { SQL: new (o: Record<string, unknown>) => BunSql } }).Bun?.SQL;
+  if (BunSQL) {
+    const sql = new BunSQL({ hostname: "127.0.0.1", port, username: user, password, database: "postgres", max: 1, tls: false });
+    list.push({
+      name: "Bun.sql",
+      roundTrips: async (n) => {
+        for (let i = 0; i < n; i++) await sql`SELECT 1`;
+        return n;
+      },
+      pipelined: async (n) => (await Promise.all(Array.from({ length: n }, (_, i) => sql`SELECT ${i}::int AS i`))).length,
+      fetch: async () => (await sql.unsafe(MIXED)).length,
+      close: () => sql.close(),
+    });
+  }
+  return list;
+}
+
+/** The part of Bun.SQL used here. */
+interface BunSql {
+  (strings: TemplateStringsArray, ...values: unknown[]): Promise<unknown[]>;
+  unsafe(text: string): Promise<unknown[]>;
+  close(): Promise<void>;
+}
+
 if (!unavailable(18)) {
   const c = await cluster(18);
-  const SQL = "SELECT g, 'row ' || g AS t, g * 1.5 AS f, now() AS ts FROM generate_series(1, 200000) g";
-  const N = 10_000;
-  const mine = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=postgres`, { env: {} });
-  const minePrepared = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=postgres`, { env: {}, prepare: true });
-  const nodePg = new pg.Client({ host: c.socketDir, port: c.port, user: "postgres", database: "postgres" });
-  await nodePg.connect();
-  const pjs = postgres({ host: c.socketDir, port: c.port, user: "postgres", database: "postgres", max: 1 });
-  const select = {
-    ours: await timeAsync(async () => (await mine.query(SQL)).rows.length),
-    pg: await timeAsync(async () => (await nodePg.query(SQL)).rows.length),
-    postgresjs: await timeAsync(async () => (await pjs.unsafe(SQL)).length),
-  };
-  const pipeline = {
-    ours: await timeAsync(async () => (await Promise.all(Array.from({ length: N }, (_, i) => mine.query("SELECT $1::int AS i", [i])))).length),
-    ours_prepared: await timeAsync(async () => (await Promise.all(Array.from({ length: N }, (_, i) => minePrepared.query("SELECT $1::int AS i", [i])))).length),
-    pg: await timeAsync(async () => (await Promise.all(Array.from({ length: N }, (_, i) => nodePg.query("SELECT $1::int AS i", [i])))).length),
-    postgresjs: await timeAsync(async () => (await Promise.all(Array.from({ length: N }, (_, i) => pjs`SELECT ${i}::int AS i`))).length),
-  };
-  await mine.close();
-  await minePrepared.close();
-  await nodePg.end();
-  await pjs.end();
-  for (const [name, r] of Object.entries({ select_200k_rows: select, pipelined_10k_queries: pipeline })) {
-    const prepared = (r as { ours_prepared?: { ms: number } }).ours_prepared;
-    console.log(JSON.stringify({
-      bench: name,
-      runtime,
-      ours_ms: +r.ours.ms.toFixed(1),
-      ...(prepared ? { ours_prepared_ms: +prepared.ms.toFixed(1) } : {}),
-      pg_ms: +r.pg.ms.toFixed(1),
-      postgresjs_ms: +r.postgresjs.ms.toFixed(1),
-      vs_pg: +(r.pg.ms / r.ours.ms).toFixed(2),
-      vs_postgresjs: +(r.postgresjs.ms / r.ours.ms).toFixed(2),
-    }));
+  const list = await contenders(c.port, ROLES.superuser.user, ROLES.superuser.password);
+  // Per measure, contenders take turns (round-robin, best of `runs`), so load on the shared
+  // machine hits them alike.
+  const measures = [
+    { key: "roundTrips", label: "SELECT 1 round trips/s (one connection)", unit: ROUND_TRIPS, runs: 3, run: (x: Contender) => x.roundTrips(ROUND_TRIPS) },
+    { key: "pipelined", label: "10,000 pipelined parameterised queries, queries/s", unit: PIPELINED, runs: 3, run: (x: Contender) => x.pipelined(PIPELINED) },
+    { key: "fetch", label: "1 M rows of mixed types, rows/s", unit: MIXED_ROWS, runs: 2, run: (x: Contender) => x.fetch() },
+  ] as const;
+  const best = new Map<string, number>();
+  for (const m of measures) {
+    for (let r = 0; r < m.runs; r++) {
+      for (const x of list) {
+        const t = performance.now();
+        const n = await m.run(x);
+        const ms = performance.now() - t;
+        if (n !== m.unit) throw new Error(`${x.name} ${m.key}: ${n} instead of ${m.unit}`);
+        const k = `${m.key}:${x.name}`;
+        best.set(k, Math.min(best.get(k) ?? Infinity, ms));
+      }
+    }
+  }
+  for (const x of list) await x.close();
+  const rate = (m: (typeof measures)[number], name: string) => m.unit / best.get(`${m.key}:${name}`)! * 1000;
+  for (const m of measures) {
+    console.log(JSON.stringify({ bench: m.key, runtime, ...Object.fromEntries(list.map((x) => [x.name, Math.round(rate(m, x.name))])) }));
+  }
+  // The README table: rates, and pg-rdma's rate over each peer's (> 1: pg-rdma is faster).
+  const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+  const peers = ["node-postgres", "postgres.js", "Bun.sql"];
+  const label = { deno: "Deno", bun: "Bun", node: "Node" }[runtime];
+  console.log(`\n| runtime | measure | pg-rdma | pg-rdma rsocket/kernel | ${peers.join(" | ")} |`);
+  console.log(`|---|---|---|---|${peers.map(() => "---").join("|")}|`);
+  for (const m of measures) {
+    const ours = rate(m, "pg-rdma");
+    const cells = peers.map((p) => list.some((x) => x.name === p) ? `${fmt(rate(m, p))} (${(ours / rate(m, p)).toFixed(2)}×)` : "–");
+    console.log(`| ${label} | ${m.label} | ${fmt(ours)} | ${fmt(rate(m, "pg-rdma rsocket/kernel"))} | ${cells.join(" | ")} |`);
   }
 }

@@ -364,30 +364,46 @@ class DescribeHandler implements Handler {
   }
 }
 
+/** Bytes a row stream or COPY TO buffers before it pauses the socket, whatever the item count. */
+const FLOW_MAX_BYTES = 4 * 1024 * 1024;
+
 /**
  * Shared machinery of row streams and COPY TO: items are buffered; the socket is paused while
- * the buffer holds `highWaterMark` items and resumed once the consumer takes them.
+ * the buffer holds `highWaterMark` items or {@link FLOW_MAX_BYTES} bytes, and resumed once the
+ * consumer has taken half of either.
  */
 class Flow<T> implements AsyncIterableIterator<T> {
   #buf: T[] = [];
+  /** Byte size of each buffered item, parallel to #buf (0 when the producer does not say). */
+  #sizes: number[] = [];
   #head = 0;
+  #bytes = 0;
   #done = false;
   #error: Error | undefined;
   #wake: (() => void) | undefined;
   #paused = false;
   #discard = false;
   #hwm: number;
+  #maxBytes: number;
   #client: Client;
 
-  constructor(client: Client, hwm: number) {
+  constructor(client: Client, hwm: number, maxBytes = FLOW_MAX_BYTES) {
     this.#client = client;
     this.#hwm = hwm;
+    this.#maxBytes = maxBytes;
   }
 
-  push(item: T): void {
+  /**
+   * Buffers one item of `bytes` bytes. Reading pauses at `hwm` items or `maxBytes` bytes,
+   * whichever comes first: a count alone lets memory grow with the row size (256 CopyData
+   * messages of 16 MiB would be 4 GiB).
+   */
+  push(item: T, bytes = 0): void {
     if (this.#discard) return;
     this.#buf.push(item);
-    if (!this.#paused && this.#buf.length - this.#head >= this.#hwm) {
+    this.#sizes.push(bytes);
+    this.#bytes += bytes;
+    if (!this.#paused && (this.#buf.length - this.#head >= this.#hwm || this.#bytes >= this.#maxBytes)) {
       this.#paused = true;
       this.#client._pauseReading();
     }
@@ -414,12 +430,15 @@ class Flow<T> implements AsyncIterableIterator<T> {
     for (;;) {
       if (this.#head < this.#buf.length) {
         const v = this.#buf[this.#head];
+        this.#bytes -= this.#sizes[this.#head];
         (this.#buf as unknown[])[this.#head++] = undefined;
         if (this.#head > 1024 && this.#head * 2 > this.#buf.length) {
           this.#buf = this.#buf.slice(this.#head);
+          this.#sizes = this.#sizes.slice(this.#head);
           this.#head = 0;
         }
-        if (this.#paused && this.#buf.length - this.#head <= this.#hwm >> 1) {
+        // Resume with room for half a window again, by count and by bytes.
+        if (this.#paused && this.#buf.length - this.#head <= this.#hwm >> 1 && this.#bytes <= this.#maxBytes / 2) {
           this.#paused = false;
           this.#client._resumeReading();
         }
@@ -441,6 +460,8 @@ class Flow<T> implements AsyncIterableIterator<T> {
   return(): Promise<IteratorResult<T>> {
     this.#discard = true;
     this.#buf = [];
+    this.#sizes = [];
+    this.#bytes = 0;
     this.#head = 0;
     if (this.#paused) {
       this.#paused = false;
@@ -474,9 +495,9 @@ class StreamHandler implements Handler {
     } else if (f.type === T.dataRow) this.row(f.body, 0);
     else if (f.type === T.error) this.#error ??= errorFromBody(f.body);
   }
-  row(bytes: Uint8Array, start: number): void {
+  row(bytes: Uint8Array, start: number, end = bytes.length): void {
     try {
-      this.flow.push(decodeRow(bytes, start, this.#fields, this.#decoders, this.#asArray));
+      this.flow.push(decodeRow(bytes, start, this.#fields, this.#decoders, this.#asArray), end - start);
     } catch (e) {
       this.#error ??= e as Error;
     }
@@ -502,7 +523,7 @@ class CopyOutHandler implements Handler {
   message(f: Frame): void {
     switch (f.type) {
       case T.copyData:
-        this.flow.push(f.body);
+        this.flow.push(f.body, f.body.length);
         break;
       case T.commandComplete:
         this.result = parseCommandComplete(f.body);
@@ -624,7 +645,7 @@ class CopyBothHandler implements Handler {
         this.#start(this.mode);
         break;
       case T.copyData:
-        this.flow.push(f.body);
+        this.flow.push(f.body, f.body.length);
         break;
       case T.copyDone:
         this.serverDone = true;
@@ -1053,7 +1074,8 @@ export class Client extends EventEmitter {
         case T.backendKey: {
           const r = new BodyReader(f.body);
           this.processId = r.i32();
-          this.secretKey = r.rest().slice();
+          // A copy: a Buffer's slice() would alias the receive buffer.
+          this.secretKey = new Uint8Array(r.rest());
           break;
         }
         case T.negotiateVersion: {
@@ -1190,7 +1212,8 @@ export class Client extends EventEmitter {
 
   /**
    * Streams the rows of a query as an async iterator. The socket is paused while
-   * `highWaterMark` rows wait, so memory stays bounded however large the result. While a stream
+   * `highWaterMark` rows (default 1000) or 4 MiB of row data wait, so memory stays bounded
+   * however large the result or its rows. While a stream
    * is unconsumed, later requests on this client wait behind it: consume (or `break` out of) the
    * stream before awaiting another query on the same client.
    *
@@ -1214,7 +1237,8 @@ export class Client extends EventEmitter {
 
   /**
    * Runs `COPY ... TO STDOUT` and returns its data as a {@link CopyOut}: an async iterator of
-   * byte chunks (one per CopyData message) that also converts to a Node or Web stream.
+   * byte chunks (one per CopyData message) that also converts to a Node or Web stream. The
+   * socket is paused while `highWaterMark` messages (default 256) or 4 MiB wait.
    */
   copyTo(sql: string, options: { highWaterMark?: number } = {}): CopyOut {
     const h = this.#enqueue(new CopyOutHandler(this, options.highWaterMark ?? 256), writeQuery(new Writer(16 + sql.length), sql).take());

@@ -247,6 +247,62 @@ function alive(pid: number): boolean {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Starts `postgres` (already wrapped in setpriv when needed) under the {@link WATCHDOG}, and waits
+ * until postmaster.pid says the server accepts connections (`ready`, or `standby` for a hot
+ * standby). On failure the server is stopped, its directory removed, and the error carries the
+ * tail of its log. The returned `stop()` keeps this process alive until the cleanup is done.
+ */
+async function runWatched(
+  what: string,
+  baseDir: string,
+  dataDir: string,
+  cmd: string,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<{ pid: number; stop(): Promise<void> }> {
+  const watchdog = spawn("sh", ["-c", WATCHDOG, "watchdog", baseDir, cmd, ...args], {
+    stdio: ["pipe", "pipe", "ignore"],
+    detached: true,
+  });
+  const pid = await new Promise<number>((resolvePid, reject) => {
+    let out = "";
+    watchdog.stdout!.on("data", (d) => {
+      out += String(d);
+      if (out.includes("\n")) resolvePid(Number(out.trim()));
+    });
+    watchdog.once("error", reject);
+    watchdog.once("exit", (code) => reject(new Error(`watchdog exited early (${code})`)));
+  });
+  watchdog.stdout!.destroy();
+  const exited = new Promise<void>((r) => {
+    if (watchdog.exitCode !== null) r();
+    else watchdog.once("exit", () => r());
+  });
+  // Let this process exit while the server runs; the pipe closing then stops the server.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
+  const stop = async () => {
+    watchdog.ref(); // keep this process alive until the watchdog has cleaned up
+    watchdog.stdin!.end();
+    watchdog.stdin!.destroy();
+    await exited;
+  };
+  const pidFile = join(dataDir, "postmaster.pid");
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    // Line 8 of postmaster.pid is the postmaster's status: "ready" once it accepts connections.
+    const status = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n")[7]?.trim() : "";
+    if (status === "ready" || status === "standby") return { pid, stop };
+    if (!alive(pid) || Date.now() > deadline) {
+      const log = existsSync(join(baseDir, "server.log")) ? readFileSync(join(baseDir, "server.log"), "utf8") : "";
+      await stop();
+      throw new Error(`${what} did not start:\n${log.slice(-3000)}`);
+    }
+    await sleep(50);
+  }
+}
+
 /** Starts a new cluster owned by this process. Prefer {@link cluster}, which shares one. */
 export async function startCluster(version: Version): Promise<OwnedCluster> {
   const bin = binDir(version);
@@ -292,47 +348,8 @@ export async function startCluster(version: Version): Promise<OwnedCluster> {
   if (user) chownTree(dataDir, user);
 
   const [pcmd, pargs] = asServer(join(bin, "postgres"), ["-D", dataDir]);
-  const watchdog = spawn("sh", ["-c", WATCHDOG, "watchdog", baseDir, pcmd, ...pargs], {
-    stdio: ["pipe", "pipe", "ignore"],
-    detached: true,
-  });
-  const pid = await new Promise<number>((resolvePid, reject) => {
-    let out = "";
-    watchdog.stdout!.on("data", (d) => {
-      out += String(d);
-      if (out.includes("\n")) resolvePid(Number(out.trim()));
-    });
-    watchdog.once("error", reject);
-    watchdog.once("exit", (code) => reject(new Error(`watchdog exited early (${code})`)));
-  });
-  watchdog.stdout!.destroy();
-  const exited = new Promise<void>((r) => {
-    if (watchdog.exitCode !== null) r();
-    else watchdog.once("exit", () => r());
-  });
-  // Let this process exit while the cluster runs; the pipe closing then stops the cluster.
-  watchdog.unref();
-  (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
-
-  const stop = async () => {
-    watchdog.ref(); // keep this process alive until the watchdog has cleaned up
-    watchdog.stdin!.end();
-    watchdog.stdin!.destroy();
-    await exited;
-  };
+  const { pid, stop } = await runWatched(`PostgreSQL ${version}`, baseDir, dataDir, pcmd, pargs, 60_000);
   try {
-    const pidFile = join(dataDir, "postmaster.pid");
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      // Line 8 of postmaster.pid is the postmaster's status: "ready" once it accepts connections.
-      const status = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n")[7]?.trim() : "";
-      if (status === "ready") break;
-      if (!alive(pid) || Date.now() > deadline) {
-        const log = existsSync(join(baseDir, "server.log")) ? readFileSync(join(baseDir, "server.log"), "utf8") : "";
-        throw new Error(`PostgreSQL ${version} did not start:\n${log.slice(-2000)}`);
-      }
-      await sleep(50);
-    }
     const partial = {
       version, host: "127.0.0.1" as const, port, socketDir, dataDir, baseDir, bin, pid, serverVersion: "",
       tls: { ca: join(clientDir, "ca.crt"), clientCert: join(clientDir, "client.crt"), clientKey: join(clientDir, "client.key"), serverNames: ["localhost", "127.0.0.1"] },
@@ -450,41 +467,7 @@ export async function startServer(version: Version, baseDir: string, settings: R
   const [cmd, cargs] = user
     ? ["setpriv", ["--reuid", String(user.uid), "--regid", String(user.gid), "--clear-groups", join(bin, "postgres"), ...args]]
     : [join(bin, "postgres"), args];
-  const watchdog = spawn("sh", ["-c", WATCHDOG, "watchdog", baseDir, cmd, ...cargs as string[]], { stdio: ["pipe", "pipe", "ignore"], detached: true });
-  const pid = await new Promise<number>((resolvePid, reject) => {
-    let out = "";
-    watchdog.stdout!.on("data", (d) => {
-      out += String(d);
-      if (out.includes("\n")) resolvePid(Number(out.trim()));
-    });
-    watchdog.once("error", reject);
-    watchdog.once("exit", (code) => reject(new Error(`watchdog exited early (${code})`)));
-  });
-  watchdog.stdout!.destroy();
-  const exited = new Promise<void>((r) => {
-    if (watchdog.exitCode !== null) r();
-    else watchdog.once("exit", () => r());
-  });
-  watchdog.unref();
-  (watchdog.stdin as unknown as { unref?: () => void }).unref?.();
-  const stop = async () => {
-    watchdog.ref();
-    watchdog.stdin!.end();
-    watchdog.stdin!.destroy();
-    await exited;
-  };
-  const pidFile = join(dataDir, "postmaster.pid");
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const status = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n")[7]?.trim() : "";
-    if (status === "ready" || status === "standby") break;
-    if (!alive(pid) || Date.now() > deadline) {
-      const log = existsSync(join(baseDir, "server.log")) ? readFileSync(join(baseDir, "server.log"), "utf8") : "";
-      await stop();
-      throw new Error(`PostgreSQL ${version} on ${dataDir} did not start:\n${log.slice(-3000)}`);
-    }
-    await sleep(50);
-  }
+  const { pid, stop } = await runWatched(`PostgreSQL ${version} on ${dataDir}`, baseDir, dataDir, cmd, cargs as string[], 120_000);
   return { version, host: "127.0.0.1", port, socketDir, dataDir, baseDir, bin, pid, stop };
 }
 
