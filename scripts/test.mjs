@@ -6,7 +6,9 @@
 // Options: --runtime deno,bun,node (default all three), --no-check, then test files
 // (tests/foo.test.ts; under Node the built dist/tests/foo.test.js is run).
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 
@@ -37,6 +39,14 @@ if (!step("build (dist/)", process.execPath, [`${root}scripts/build.mjs`])) {
   process.exit(1);
 }
 
+// Every temporary file of the run (clusters, base backups, archives, dumps) goes under one
+// directory that is removed at the end, so a test that forgets its own cleanup cannot fill the
+// disk across runs. Sticky and world-writable like /tmp: servers run as another OS user.
+const runTmp = mkdtempSync(join(tmpdir(), "pg-rdma-run-"));
+chmodSync(runTmp, 0o1777);
+process.env.TMPDIR = runTmp;
+const removeRunTmp = () => rmSync(runTmp, { recursive: true, force: true });
+
 const fixture = await import(new URL("../dist/tests/_fixture/cluster.js", import.meta.url).href);
 const clusters = [];
 for (const v of fixture.VERSIONS) {
@@ -52,7 +62,7 @@ for (const c of started) process.stdout.write(`PostgreSQL ${c.serverVersion} on 
 const env = { ...process.env, ...fixture.clustersEnv(started), NO_COLOR: "1" };
 delete env.FORCE_COLOR;
 const stopAll = () => Promise.all(started.map((c) => c.stop()));
-for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => stopAll().then(() => process.exit(130)));
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => stopAll().then(removeRunTmp).then(() => process.exit(130)));
 
 const RUNNERS = {
   deno: {
@@ -135,6 +145,8 @@ for (const c of started) {
     failures.push(`PostgreSQL ${c.version}: postmaster ${c.pid} still running`);
   } catch { /* gone, as it should be */ }
 }
+
+removeRunTmp();
 
 process.stdout.write("\n== summary\n");
 for (const r of results) process.stdout.write(`${r.name.padEnd(5)} ${r.passed} passed, ${r.failed} failed, ${r.skipped} skipped\n`);
