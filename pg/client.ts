@@ -57,19 +57,9 @@ import { defaultTypes, encodeText, type TypeRegistry } from "./types.ts";
 
 export type { FieldDescription } from "./_codec.ts";
 
-/** Where a socket should connect. Unix: `path` is the socket file (`<dir>/.s.PGSQL.<port>`). */
-export type SocketTarget =
-  | { kind: "tcp"; host: string; port: number; hostaddr?: string }
-  | { kind: "unix"; path: string };
-
-/**
- * Makes a CONNECTED `node:stream` Duplex (net.Socket-like) for a target. The client also uses it
- * for cancel requests. Abort `signal` to give up (connect_timeout).
- */
-export type SocketFactory = (
-  target: SocketTarget,
-  opts: { signal: AbortSignal; keepAlive?: { idle?: number } },
-) => Duplex | Promise<Duplex>;
+// The socket contract is the transport layer's; a type-only import loads nothing (no FFI).
+import type { SocketFactory, SocketTarget } from "../transport/select.ts";
+export type { SocketFactory, SocketTarget };
 
 /** Which transport a client connected over, and why (see `with_rsocket`). */
 export interface TransportChoice {

@@ -122,14 +122,14 @@ export function probeRsocket(): RsocketProbe {
   }
 }
 
-/** Where a socket should connect (the shape pg/'s client passes to its socket factory). */
+/** Where a socket should connect. Unix: `path` is the socket file (`<dir>/.s.PGSQL.<port>`). */
 export type SocketTarget =
   | { kind: "tcp"; host: string; port: number; hostaddr?: string }
   | { kind: "unix"; path: string };
 
 /**
- * Makes a connected Duplex for a target; structurally pg/'s `SocketFactory`, so the result of
- * {@linkcode rsocketFactory} plugs into the client without pg/ importing this layer.
+ * Makes a CONNECTED `node:stream` Duplex (net.Socket-like) for a target: the contract of pg/'s
+ * client, which also uses it for cancel requests. Abort `signal` to give up (connect_timeout).
  */
 export type SocketFactory = (
   target: SocketTarget,
