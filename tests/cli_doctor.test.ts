@@ -8,7 +8,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -23,15 +22,7 @@ import {
 } from "../cli/doctor.ts";
 import { dynamicSymbols } from "../cli/_elf.ts";
 import { moduleCommand } from "./_fixture/runtime.ts";
-
-const noLib = existsSync("/usr/lib/x86_64-linux-gnu/librdmacm.so.1") ||
-    existsSync("/usr/lib/aarch64-linux-gnu/librdmacm.so.1")
-  ? undefined
-  : "librdmacm1 is not installed (apt-get install librdmacm1)";
-const hasDevice = existsSync("/sys/class/infiniband") &&
-  readdirSync("/sys/class/infiniband").length > 0;
-const noEnodev = noLib ??
-  (hasDevice ? "an RDMA device is present, so rsocket() succeeds" : undefined);
+import { noEnodev, noLib } from "./_fixture/rdma.ts";
 
 const [exe, baseArgs] = moduleCommand("../cli/main.ts", import.meta.url);
 

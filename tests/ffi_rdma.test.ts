@@ -3,7 +3,6 @@
 // and the descriptor table keeps unknown numbers away from librdmacm (which would segfault).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
 import process from "node:process";
 import {
   AF_INET,
@@ -15,15 +14,7 @@ import {
   RsocketError,
   type RsocketProvider,
 } from "../ffi/mod.ts";
-
-const LIB = "/usr/lib/x86_64-linux-gnu/librdmacm.so.1";
-const noLib = existsSync(LIB) || existsSync("/usr/lib/aarch64-linux-gnu/librdmacm.so.1")
-  ? undefined
-  : "librdmacm1 is not installed (apt-get install librdmacm1)";
-const hasDevice = existsSync("/sys/class/infiniband") &&
-  readdirSync("/sys/class/infiniband").length > 0;
-const noEnodev = noLib ??
-  (hasDevice ? "an RDMA device is present, so rsocket() succeeds" : undefined);
+import { noEnodev, noLib } from "./_fixture/rdma.ts";
 
 const rdma = (): RsocketProvider => openProvider("rdma");
 
