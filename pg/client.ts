@@ -29,6 +29,7 @@ import {
   COPY_DONE,
   copyDataHeader,
   copyFail,
+  encodeQuery,
   type FieldDescription,
   type Frame,
   FrameReader,
@@ -144,6 +145,12 @@ export interface QueryOptions {
   types?: readonly number[];
   /** Use (and keep) a cached named statement for this SQL; see {@link ClientOptions.prepare}. */
   prepare?: boolean;
+  /**
+   * Use the extended protocol even without parameters. It runs exactly one statement and
+   * refuses `a; b` (42601), a guard where SQL text is assembled from input; without it a
+   * parameterless `query()` sends a simple Query. Ignored by {@link Client.stream} (always extended).
+   */
+  extended?: boolean;
 }
 
 /** Options of {@link Client.stream}. */
@@ -241,7 +248,14 @@ function fieldsOf(body: Uint8Array): ErrorFields {
   return out as ErrorFields;
 }
 
-/** Collects the results of a simple or extended query. */
+const NO_PARAMS: readonly unknown[] = Object.freeze([]);
+const NO_OPTIONS: QueryOptions = Object.freeze({});
+const EMPTY_RESULT = (): QueryResult<never> => ({ command: "", rowCount: null, fields: [], rows: [] });
+
+/**
+ * Collects the results of a simple or extended query: every result ({@link promise}), or with
+ * `lastOnly` only the last one ({@link last}; earlier results are dropped as they complete).
+ */
 class QueryHandler<R> implements Handler {
   results: QueryResult<R>[] = [];
   #fields: FieldDescription[] = [];
@@ -250,22 +264,46 @@ class QueryHandler<R> implements Handler {
   #error: Error | undefined;
   #types: TypeRegistry;
   #asArray: boolean;
-  #resolve: (r: QueryResult<R>[]) => void;
-  #reject: (e: Error) => void;
+  #lastOnly: boolean;
+  #resolve!: (r: QueryResult<R>[] | QueryResult<R>) => void;
+  #reject!: (e: Error) => void;
   #client: Client;
-  readonly promise: Promise<QueryResult<R>[]>;
+  readonly #promise: Promise<QueryResult<R>[] | QueryResult<R>>;
 
-  constructor(client: Client, types: TypeRegistry, asArray: boolean) {
+  constructor(client: Client, types: TypeRegistry, asArray: boolean, lastOnly = false) {
     this.#client = client;
     this.#types = types;
     this.#asArray = asArray;
-    let res!: (r: QueryResult<R>[]) => void, rej!: (e: Error) => void;
-    this.promise = new Promise((a, b) => {
-      res = a;
-      rej = b;
+    this.#lastOnly = lastOnly;
+    this.#promise = new Promise((a, b) => {
+      this.#resolve = a;
+      this.#reject = b;
     });
-    this.#resolve = res;
-    this.#reject = rej;
+  }
+
+  /** Every result (without `lastOnly`). */
+  get promise(): Promise<QueryResult<R>[]> {
+    return this.#promise as Promise<QueryResult<R>[]>;
+  }
+
+  /** The last result (with `lastOnly`). */
+  get last(): Promise<QueryResult<R>> {
+    return this.#promise as Promise<QueryResult<R>>;
+  }
+
+  /** Called with each statement's result as it completes (simpleQuery's `onResult`). */
+  onResult: ((r: QueryResult<R>) => void) | undefined;
+
+  #push(r: QueryResult<R>): void {
+    if (this.#lastOnly) this.results[0] = r;
+    else this.results.push(r);
+    if (this.onResult) {
+      try {
+        this.onResult(r);
+      } catch (e) {
+        this.#error ??= e as Error; // the caller's callback failed: reject once the server is done
+      }
+    }
   }
 
   message(f: Frame): void {
@@ -280,13 +318,13 @@ class QueryHandler<R> implements Handler {
         break;
       case T.commandComplete: {
         const { command, rowCount } = parseCommandComplete(f.body);
-        this.results.push({ command, rowCount, fields: this.#fields, rows: this.#rows });
+        this.#push({ command, rowCount, fields: this.#fields, rows: this.#rows });
         this.#fields = [];
         this.#rows = [];
         break;
       }
       case T.emptyQuery:
-        this.results.push({ command: "", rowCount: null, fields: [], rows: [] });
+        this.#push(EMPTY_RESULT());
         break;
       case T.error:
         this.#error ??= errorFromBody(f.body);
@@ -321,7 +359,7 @@ class QueryHandler<R> implements Handler {
 
   ready(): void {
     if (this.#error) this.#reject(this.#error);
-    else this.#resolve(this.results);
+    else this.#resolve(this.#lastOnly ? this.results[0] ?? EMPTY_RESULT() : this.results);
   }
 
   fail(e: Error): void {
@@ -1102,17 +1140,44 @@ export class Client extends EventEmitter {
   }
 
   /**
-   * Runs one statement with the extended protocol (parameters `$1..$n`), unnamed statement.
+   * Runs SQL and returns its result. With parameters (`$1..$n`), `binary`, `types` or `prepare`
+   * it uses the extended protocol (one statement, unnamed unless prepared). Without them it
+   * sends one simple Query message (as libpq's `PQexec` and node-postgres do): one message
+   * instead of five, fewer protocol steps on the server, and the same decoded result for one
+   * statement (types decode by OID from text in both). Errors are the same too, except that a
+   * `$1` with no parameters fails in the parser (42P02 "there is no parameter $1") rather than
+   * at Bind (08P01).
+   *
+   * Several statements separated by `;` (simple path only; the extended protocol refuses them)
+   * follow `PQexec`: they run in one implicit transaction unless they contain transaction
+   * control, the result is the LAST statement's, and the first failing statement throws its
+   * error, the statements after it are not run and those before it are rolled back (unless
+   * committed by their own COMMIT). {@link simpleQuery} returns every statement's result.
    *
    * @example
    * ```ts
    * const { rows } = await client.query("SELECT $1::int + 1 AS n", [41]);
    * rows[0].n; // 42
+   * (await client.query("SET search_path = app; SELECT current_schema() AS s")).rows; // [{ s: "app" }]
    * ```
    */
-  async query<R = Row>(sql: string, params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
-    if (typeof sql !== "string") throw new TypeError("query text must be a string");
-    if (!Array.isArray(params)) throw new TypeError("query parameters must be an array");
+  query<R = Row>(sql: string, params: readonly unknown[] = NO_PARAMS, options: QueryOptions = NO_OPTIONS): Promise<QueryResult<R>> {
+    if (typeof sql !== "string") return Promise.reject(new TypeError("query text must be a string"));
+    if (!Array.isArray(params)) return Promise.reject(new TypeError("query parameters must be an array"));
+    if (params.length === 0 && options.extended !== true && options.binary !== true && !options.types?.length && !(options.prepare ?? this.#prepare)) {
+      // Simple Query `Q`: the hot path of parameterless text queries (no async frame, one handler).
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeQuery(sql);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), bytes).last;
+    }
+    return this.#extended(sql, params, options);
+  }
+
+  async #extended<R>(sql: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
     const wire = this.#encodeParams(params);
     if (wire.length > 65535) throw new RangeError(`too many query parameters: ${wire.length} (the protocol allows 65535)`);
     const w = new Writer(64 + sql.length);
@@ -1138,10 +1203,9 @@ export class Client extends EventEmitter {
     writeDescribe(w, "P", "");
     writeExecute(w, "", 0);
     w.bytes(SYNC);
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), w.take());
     try {
-      const results = await h.promise;
-      return results[0] ?? { command: "", rowCount: null, fields: [], rows: [] };
+      return await h.last;
     } catch (e) {
       // The statement never came to exist: forget it, so the next call parses again.
       if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === stmt) this.#stmtCache.delete(fresh);
@@ -1153,11 +1217,24 @@ export class Client extends EventEmitter {
    * Runs SQL with the simple query protocol: several statements separated by `;`, no
    * parameters, text results. Returns one result per statement. The only protocol replication
    * connections accept.
+   *
+   * When a statement fails the promise rejects with its error and the results of the statements
+   * before it are not returned; `onResult` sees each result as its statement completes, so a
+   * caller can show those (as psql does for `-c "a; b; c"`). An error thrown by `onResult`
+   * rejects the call once the server has finished the query.
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await client.simpleQuery("SELECT 1 AS a; SELECT 2 AS b");
+   * await client.simpleQuery("SELECT 1; SELECT 1/0", { onResult: (r) => console.log(r.rows) }); // logs [{ "?column?": 1 }], then rejects
+   * ```
    */
-  async simpleQuery<R = Row>(sql: string, options: Pick<QueryOptions, "rowMode"> = {}): Promise<QueryResult<R>[]> {
+  async simpleQuery<R = Row>(sql: string, options: Pick<QueryOptions, "rowMode"> & { onResult?: (result: QueryResult<R>) => void } = {}): Promise<QueryResult<R>[]> {
     if (typeof sql !== "string") throw new TypeError("query text must be a string");
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), writeQuery(new Writer(16 + sql.length), sql).take());
-    return await h.promise;
+    if (options.onResult !== undefined && typeof options.onResult !== "function") throw new TypeError("onResult must be a function");
+    const h = new QueryHandler<R>(this, this.#types, options.rowMode === "array");
+    h.onResult = options.onResult;
+    return await this.#enqueue(h, writeQuery(new Writer(16 + sql.length), sql).take()).promise;
   }
 
   /**
