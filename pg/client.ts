@@ -54,7 +54,7 @@ import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
 import { serverEndPointHash } from "./_scram.ts";
 import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
 import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
-import { defaultTypes, encodeText, type TypeRegistry } from "./types.ts";
+import { defaultTypes, encodeText, OID, type TypeRegistry } from "./types.ts";
 
 export type { FieldDescription } from "./_codec.ts";
 
@@ -177,14 +177,42 @@ interface Handler {
 
 type Decoder = (bytes: Uint8Array, start: number, end: number) => unknown;
 
+const textString: Decoder = (b, s, e) => utf8(b, s, e);
+// The built-in parser objects, recognised by identity (captured before any caller changes them).
+const STR_TEXT = defaultTypes.textParser(OID.text);
+const BOOL_TEXT = defaultTypes.textParser(OID.bool);
+const INT_OIDS = new Set<number>([OID.int2, OID.int4, OID.oid, OID.xid, OID.cid]);
+
+/** Text int2/int4/oid straight from the digits: no string made per value. */
+const textInt: Decoder = (b, s, e) => {
+  let i = s;
+  const neg = b[i] === 0x2d; // -
+  if (neg) i++;
+  let n = 0;
+  for (; i < e; i++) {
+    const d = b[i] - 48;
+    if (d < 0 || d > 9) return Number(utf8(b, s, e));
+    n = n * 10 + d;
+  }
+  return neg ? -n : n;
+};
+
+/**
+ * One decoder per column. The built-in text decoders of strings, integers and bool read the
+ * bytes directly (the registry's own parser objects are recognised, so a type the caller
+ * re-registered keeps its decoder).
+ */
 function makeDecoders(fields: FieldDescription[], types: TypeRegistry): Decoder[] {
-  return fields.map((f) => {
+  return fields.map((f): Decoder => {
     if (f.format === 1) {
       const p = types.binaryParser(f.typeOid);
       return (b, s, e) => p(b.subarray(s, e));
     }
     const p = types.textParser(f.typeOid);
-    return p ? (b, s, e) => p(utf8(b, s, e)) : (b, s, e) => utf8(b, s, e);
+    if (p === undefined || p === STR_TEXT) return textString;
+    if (p === Number && INT_OIDS.has(f.typeOid)) return textInt;
+    if (p === BOOL_TEXT) return (b, s) => b[s] === 0x74; // t
+    return (b, s, e) => p(utf8(b, s, e));
   });
 }
 
@@ -835,6 +863,8 @@ export class Client extends EventEmitter {
   #prepare: boolean;
   // SQL (+ parameter types) → server-side statement name, for `prepare: true`; oldest first.
   #stmtCache = new Map<string, string>();
+  // Builder reused by every extended query (its bytes are copied out by take()).
+  #w = new Writer(1024);
 
   /** ParameterStatus values reported by the server (server_version, TimeZone, in_hot_standby, ...). */
   readonly parameters: Map<string, string> = new Map();
@@ -1180,30 +1210,36 @@ export class Client extends EventEmitter {
   async #extended<R>(sql: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
     const wire = this.#encodeParams(params);
     if (wire.length > 65535) throw new RangeError(`too many query parameters: ${wire.length} (the protocol allows 65535)`);
-    const w = new Writer(64 + sql.length);
+    const w = this.#w;
     const types = options.types ?? [];
     let stmt = "";
     let fresh: string | undefined;
-    if (options.prepare ?? this.#prepare) {
-      const key = types.length ? `${sql}\0${types.join(",")}` : sql;
-      stmt = this.#stmtCache.get(key) ?? "";
-      if (!stmt) {
-        stmt = `pgrdma_q${++this.#stmtCounter}`;
-        fresh = key;
-        this.#stmtCache.set(key, stmt);
-        writeParse(w, stmt, sql, types);
-        if (this.#stmtCache.size > 500) {
-          const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
-          this.#stmtCache.delete(oldKey);
-          writeClose(w, "S", oldName);
+    try {
+      if (options.prepare ?? this.#prepare) {
+        const key = types.length ? `${sql}\0${types.join(",")}` : sql;
+        stmt = this.#stmtCache.get(key) ?? "";
+        if (!stmt) {
+          stmt = `pgrdma_q${++this.#stmtCounter}`;
+          fresh = key;
+          this.#stmtCache.set(key, stmt);
+          writeParse(w, stmt, sql, types);
+          if (this.#stmtCache.size > 500) {
+            const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
+            this.#stmtCache.delete(oldKey);
+            writeClose(w, "S", oldName);
+          }
         }
-      }
-    } else writeParse(w, "", sql, types);
-    writeBind(w, "", stmt, wire, options.binary ? [1] : []);
-    writeDescribe(w, "P", "");
-    writeExecute(w, "", 0);
-    w.bytes(SYNC);
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), w.take());
+      } else writeParse(w, "", sql, types);
+      writeBind(w, "", stmt, wire, options.binary ? [1] : []);
+      writeDescribe(w, "P", "");
+      writeExecute(w, "", 0);
+      w.bytes(SYNC);
+    } catch (e) {
+      w.take(); // drop what was half written (a NUL in the text, a bad parameter)
+      if (fresh !== undefined) this.#stmtCache.delete(fresh);
+      throw e;
+    }
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), this.#take(w));
     try {
       return await h.last;
     } catch (e) {
@@ -1211,6 +1247,13 @@ export class Client extends EventEmitter {
       if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === stmt) this.#stmtCache.delete(fresh);
       throw e;
     }
+  }
+
+  /** The bytes of the reused builder; one that grew past 64 KiB is let go rather than kept. */
+  #take(w: Writer): Uint8Array {
+    const b = w.take();
+    if (b.length > 65536) this.#w = new Writer(1024);
+    return b;
   }
 
   /**
@@ -1260,13 +1303,18 @@ export class Client extends EventEmitter {
 
   /** @internal Executes a prepared statement. */
   async _execute<R>(name: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
-    const w = new Writer(64);
-    writeBind(w, "", name, this.#encodeParams(params), options.binary ? [1] : []);
-    writeDescribe(w, "P", "");
-    writeExecute(w, "", 0);
-    w.bytes(SYNC);
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
-    return (await h.promise)[0];
+    const w = this.#w;
+    try {
+      writeBind(w, "", name, this.#encodeParams(params), options.binary ? [1] : []);
+      writeDescribe(w, "P", "");
+      writeExecute(w, "", 0);
+      w.bytes(SYNC);
+    } catch (e) {
+      w.take(); // drop what was half written
+      throw e;
+    }
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), this.#take(w));
+    return await h.last;
   }
 
   /** @internal Closes a prepared statement. */

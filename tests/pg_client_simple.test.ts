@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { cluster, type ClusterInfo, ROLES, unavailable, VERSIONS } from "./_fixture/cluster.ts";
-import { type Client, connect, connectWith, netSocketFactory, PostgresError, type QueryResult, resolveConnInfo, type SocketFactory } from "../pg/mod.ts";
+import { type Client, connect, connectWith, netSocketFactory, OID, PostgresError, type QueryResult, resolveConnInfo, type SocketFactory, TypeRegistry } from "../pg/mod.ts";
 
 const homeDir = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
 
@@ -232,6 +232,22 @@ for (const v of VERSIONS) {
   });
 }
 
+test("query(): decoders a caller registered for int4, text and bool are used on both paths (built-in fast paths step aside)", { skip: unavailable(18) }, async () => {
+  const c = await cluster(18);
+  const types = new TypeRegistry()
+    .set(OID.int4, { text: (s) => `int:${s}` })
+    .set(OID.text, { text: (s) => `text:${s}` })
+    .set(OID.bool, { text: (s) => `bool:${s}` });
+  const client = await connect(tcpInfo(c, TRANSPORTS[0]), { env: {}, homeDir, types });
+  try {
+    const want = [{ i: "int:-7", t: "text:x", b: "bool:t", s: 3 }];
+    assert.deepEqual((await client.query("SELECT -7 AS i, 'x'::text AS t, true AS b, 3::int2 AS s")).rows, want);
+    assert.deepEqual((await client.query("SELECT -7 AS i, 'x'::text AS t, true AS b, 3::int2 AS s", [], { extended: true })).rows, want);
+  } finally {
+    await client.close();
+  }
+});
+
 test("query() without parameters writes one Query message; with parameters or extended: true, Parse/Bind/Describe/Execute/Sync", { skip: unavailable(18) }, async () => {
   const c = await cluster(18);
   const writes: number[][] = [];
@@ -260,6 +276,14 @@ test("query() without parameters writes one Query message; with parameters or ex
     await client.query("SELECT 1", [], { rowMode: "array" });
     assert.deepEqual(writes.map(letters), ["Q", "PBDES", "PBDES", "Q"]);
     await assert.rejects(client.query("SELECT '\0'"), TypeError);
+    // A message that fails half written leaves nothing behind in the reused builder.
+    await assert.rejects(client.query("SELECT $1::text AS t, '\0'", ["x"]), TypeError);
+    await assert.rejects(client.query("SELECT $1::text AS t, '\0'", ["x"], { prepare: true }), TypeError);
+    await assert.rejects(client.query("SELECT $1::text AS t, '\0'", ["x"], { prepare: true }), TypeError);
+    const big = "é".repeat(100_000);
+    assert.deepEqual((await client.query("SELECT $1::text AS t", [big])).rows, [{ t: big }]);
+    assert.deepEqual((await client.query("SELECT $1::int AS n", [5], { prepare: true })).rows, [{ n: 5 }]);
+    assert.deepEqual((await client.query("SELECT $1::int AS n", [6], { prepare: true })).rows, [{ n: 6 }]);
   } finally {
     await client.close();
   }
