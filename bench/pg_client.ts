@@ -13,6 +13,12 @@
  * Run: `npx deno run -A bench/pg_client.ts`, `npx bun bench/pg_client.ts`,
  * `node dist/bench/pg_client.js` (after `npm run build`).
  *
+ * It never ends silently: without PostgreSQL 18 it says why and exits 1; an error names the
+ * contender and measure; a query that never settles times out (`PG_RDMA_BENCH_TIMEOUT_S`,
+ * default 300 s per run of a measure) instead of letting the process drain. That last case is
+ * what this benchmark once did on Node: Node 20 exits with status 13 and prints NOTHING when
+ * the event loop empties under a pending top-level await, so only the codec line appeared.
+ *
  * @module
  */
 import { FrameReader, utf8 } from "../pg/_codec.ts";
@@ -95,6 +101,17 @@ function time(fn: () => number): { ms: number; n: number } {
   }
   return { ms: best, n };
 }
+
+// Say how the run ended, whatever happens: Node 20 prints nothing when the event loop drains
+// under a pending top-level await (exit status 13), and Deno and Bun differ again.
+let stage = "codec";
+let finished = false;
+process.on("exit", (code) => {
+  if (!finished) {
+    process.stderr.write(`bench/pg_client: ended during "${stage}" without finishing (exit status ${code}${code === 13 ? ": a promise never settled and nothing kept the process alive" : ""})\n`);
+    if (code === 0) process.exitCode = 1;
+  }
+});
 
 const chunks = makeStream();
 const a = time(() => ours(chunks));
@@ -196,8 +213,34 @@ interface BunSql {
   close(): Promise<void>;
 }
 
-if (!unavailable(18)) {
+/** Runs one measure of one contender, or fails naming both; a hang becomes a timeout. */
+async function timed(x: Contender, key: string, run: () => Promise<number>): Promise<number> {
+  stage = `${key}: ${x.name}`;
+  const limit = Number(process.env.PG_RDMA_BENCH_TIMEOUT_S ?? 300) * 1000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // The timer is ref'ed on purpose: it keeps the process alive while the query is pending.
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${x.name} ${key}: no answer after ${limit / 1000} s`)), limit);
+  });
+  try {
+    return await Promise.race([run(), timeout]);
+  } catch (e) {
+    throw new Error(`${x.name} ${key} failed: ${(e as Error).message}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const why = unavailable(18);
+if (why) {
+  process.stderr.write(`bench/pg_client: the end-to-end measures need PostgreSQL 18: ${why}\n`);
+  finished = true;
+  process.exit(1);
+}
+{
+  stage = "starting the PostgreSQL 18 cluster";
   const c = await cluster(18);
+  stage = "connecting the contenders";
   const list = await contenders(c.port, ROLES.superuser.user, ROLES.superuser.password);
   // Per measure, contenders take turns (round-robin, best of `runs`), so load on the shared
   // machine hits them alike.
@@ -211,7 +254,7 @@ if (!unavailable(18)) {
     for (let r = 0; r < m.runs; r++) {
       for (const x of list) {
         const t = performance.now();
-        const n = await m.run(x);
+        const n = await timed(x, m.key, () => m.run(x));
         const ms = performance.now() - t;
         if (n !== m.unit) throw new Error(`${x.name} ${m.key}: ${n} instead of ${m.unit}`);
         const k = `${m.key}:${x.name}`;
@@ -219,6 +262,7 @@ if (!unavailable(18)) {
       }
     }
   }
+  stage = "closing the contenders";
   for (const x of list) await x.close();
   const rate = (m: (typeof measures)[number], name: string) => m.unit / best.get(`${m.key}:${name}`)! * 1000;
   for (const m of measures) {
@@ -236,3 +280,4 @@ if (!unavailable(18)) {
     console.log(`| ${label} | ${m.label} | ${fmt(ours)} | ${fmt(rate(m, "pg-rdma rsocket/kernel"))} | ${cells.join(" | ")} |`);
   }
 }
+finished = true;

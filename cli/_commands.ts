@@ -445,7 +445,7 @@ its first error. Exit status 1 when the last -c or script failed (psql: 1 or 3).
       b("initialize", "i", "create pg_rdma_bench (100 000 rows per scale unit), then exit"),
       s("scale", "s", "NUM", "scaling factor for -i (default: 1)"),
       s("client", "c", "NUM", "number of concurrent database clients (default: 1)"),
-      s("jobs", "j", "NUM", "number of threads: only 1 (the clients share this process's\nthread, as a program using the library does)"),
+      s("jobs", "j", "NUM", "number of threads (worker threads of this runtime) the clients\nare dealt to (default: 1: they share this process's thread)"),
       s("time", "T", "NUM", "duration of the benchmark in seconds"),
       s("transactions", "t", "NUM", "number of transactions each client runs (default: 10)"),
       b("select-only", "S", "perform a SELECT-only workload"),

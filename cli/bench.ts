@@ -17,12 +17,17 @@
  *   with the values inlined; extended uses Parse/Bind/Execute; prepared keeps named statements.
  * - `--json` prints one JSON object (stable keys) instead of the text report.
  *
- * `-j` takes only 1: the clients share this process's one JavaScript thread, which is what a program using
- * the library does; on a loaded machine that thread, not the wire, can be the limit (the report
- * says so when the process was busy more than 90% of the run).
+ * `-j N` is pgbench's threads: with `-j 1` (default) the clients share this process's one
+ * JavaScript thread, which is what a program using the library does; on a loaded machine that
+ * thread, not the wire, can be the limit (the report says so when the process was busy more than
+ * 90% of the run). With `-j N` the `-c` clients are dealt to N worker threads of the same runtime
+ * (`node:worker_threads`, in Deno, Bun and Node alike) as pgbench deals them (`-j` above `-c` is
+ * lowered to `-c`; 5 clients on 2 threads: 3 and 2), each connects its clients, all start
+ * together, and the report adds up every thread's transactions and latencies, as pgbench does.
  *
  * @module
  */
+import { Worker } from "node:worker_threads";
 import { type Client, connect, PostgresError } from "../pg/mod.ts";
 import { EXIT, UsageError } from "./_args.ts";
 import type { CommandContext } from "./_commands.ts";
@@ -40,6 +45,8 @@ export interface BenchOptions {
   initialize: boolean;
   scale: number;
   clients: number;
+  /** Threads (`-j`), at most `clients`. */
+  jobs: number;
   /** Seconds, or undefined when counting transactions. */
   time: number | undefined;
   /** Transactions per client (when no `-T`). */
@@ -128,17 +135,18 @@ export function parseBenchOptions(values: Readonly<Record<string, unknown>>): Be
       throw usage(`--copy: ${(e as Error).message}`);
     }
   }
-  if (v.jobs !== undefined && String(v.jobs).trim() !== "1") {
-    throw usage(`invalid number of threads "${String(v.jobs)}": only -j 1 (clients share this process's thread)`);
-  }
+  if (initialize && v.jobs !== undefined) throw usage("--jobs cannot be used with -i (initialization only)");
   const protocol = (v.protocol ?? "simple") as BenchOptions["protocol"];
   if (!["simple", "extended", "prepared"].includes(protocol)) {
     throw usage(`invalid query mode "${String(v.protocol)}" (expected simple, extended or prepared)`);
   }
+  const clients = count(v, "client", 1, 1);
   return {
     initialize,
     scale: count(v, "scale", 1, 1),
-    clients: count(v, "client", 1, 1),
+    clients,
+    // pgbench: "Don't need more threads than there are clients."
+    jobs: Math.min(count(v, "jobs", 1, 1), clients),
     time: v.time === undefined ? undefined : count(v, "time", 0, 0.001, false),
     transactions: count(v, "transactions", 10, 1),
     workload: v.copy !== undefined ? "copy" : v["select-only"] ? "select-only" : "tpcb-like",
@@ -171,7 +179,7 @@ class Samples {
 }
 
 /** Where the workload runs: our table or a pgbench schema, and its number of accounts. */
-interface Target {
+export interface Target {
   accounts: string;
   pgbench: boolean;
   rows: number;
@@ -179,6 +187,63 @@ interface Target {
 
 /** One transaction of the chosen workload on one client; resolves to the bytes it received (COPY). */
 type Transaction = (client: Client) => Promise<number>;
+
+/** What the clients of one thread did: plain data, so a worker thread can post it as is. */
+export interface ClientsOutcome {
+  /** Latency of every transaction (ms), in no particular order. */
+  samples: Float64Array;
+  bytes: number;
+  failed: number;
+  /** The first failure, as text (and SQLSTATE) so it crosses threads. */
+  error?: { message: string; code?: string };
+}
+
+/**
+ * Runs the workload on `clients` until `-t` transactions each, the deadline, or `signal`;
+ * counts each finished transaction in `counter[0]` (shared by every thread, for progress lines).
+ */
+export async function runClients(
+  clients: Client[],
+  o: BenchOptions,
+  target: Target | undefined,
+  signal: AbortSignal,
+  counter: Int32Array,
+): Promise<ClientsOutcome> {
+  const tx = transactionFor(o, target);
+  const deadline = o.time === undefined ? Infinity : performance.now() + o.time * 1000;
+  const samples = clients.map(() => new Samples());
+  let bytes = 0;
+  let failed = 0;
+  let error: ClientsOutcome["error"];
+  const loop = async (c: Client, s: Samples) => {
+    for (let i = 0; o.time !== undefined || i < o.transactions; i++) {
+      if (signal.aborted || performance.now() >= deadline) return;
+      const t0 = performance.now();
+      let n: number;
+      try {
+        n = await tx(c);
+      } catch (e) {
+        // As pgbench: a client whose transaction fails stops ("client N aborted").
+        failed++;
+        error ??= { message: (e as Error).message, ...(e instanceof PostgresError ? { code: e.code } : {}) };
+        return;
+      }
+      s.push(performance.now() - t0);
+      bytes += n; // not `bytes += await ...`, which would add to a stale value
+      Atomics.add(counter, 0, 1);
+    }
+  };
+  await Promise.all(clients.map((c, i) => loop(c, samples[i])));
+  let total = 0;
+  for (const s of samples) total += s.length;
+  const all = new Float64Array(total);
+  let at = 0;
+  for (const s of samples) {
+    all.set(s.values.subarray(0, s.length), at);
+    at += s.length;
+  }
+  return { samples: all, bytes, failed, ...(error ? { error } : {}) };
+}
 
 const randInt = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
@@ -244,6 +309,8 @@ export interface BenchReport {
   table: string | null;
   protocol: BenchOptions["protocol"];
   clients: number;
+  /** Threads (`-j`). */
+  jobs: number;
   duration_s: number;
   transactions: number;
   failed: number;
@@ -293,6 +360,7 @@ export function formatReport(r: BenchReport, o: Pick<BenchOptions, "time" | "tra
     ...(r.table ? [`table: ${r.table}`] : []),
     `query mode: ${r.protocol}`,
     `number of clients: ${r.clients}`,
+    `number of threads: ${r.jobs}`,
     o.time !== undefined ? `duration: ${o.time} s` : `number of transactions per client: ${o.transactions}`,
     `number of transactions actually processed: ${r.transactions}` +
     (o.time === undefined ? `/${o.transactions * r.clients}` : ""),
@@ -328,6 +396,60 @@ export async function benchCommand(ctx: CommandContext): Promise<number> {
     return EXIT.ok;
   }
 
+  const counter = new Int32Array(new SharedArrayBuffer(4));
+  const started = { at: 0 };
+  let lastTick = 0;
+  let lastDone = 0;
+  const ticker = o.progress > 0
+    ? setInterval(() => {
+      if (!started.at) return;
+      const now = performance.now();
+      const done = Atomics.load(counter, 0);
+      ctx.stderr.write(
+        `progress: ${((now - started.at) / 1000).toFixed(1)} s, ${(((done - lastDone) * 1000) / (now - (lastTick || started.at))).toFixed(1)} tps\n`,
+      );
+      lastTick = now;
+      lastDone = done;
+    }, o.progress * 1000)
+    : undefined;
+  try {
+    const run = o.jobs > 1 ? await inThreads(ctx, o, info, base, counter, started) : await inProcess(ctx, o, open, counter, started);
+    return report(ctx, o, run);
+  } finally {
+    if (ticker) clearInterval(ticker);
+  }
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: Error) => void } {
+  let resolve!: (v: T) => void, reject!: (e: Error) => void;
+  const promise = new Promise<T>((a, b) => ((resolve = a), (reject = b)));
+  return { promise, resolve, reject };
+}
+
+/** What a run gave, from one thread or several. */
+interface Run {
+  outcomes: ClientsOutcome[];
+  elapsed: number;
+  /** Sum over clients of the time each took to connect (ms). */
+  connectMs: number;
+  choice: Client["transport"];
+  target: Target | undefined;
+  /** CPU time of this process during the run (µs, every thread). */
+  cpu: number;
+}
+
+async function targetOf(o: BenchOptions, c: Client): Promise<Target | undefined> {
+  const target = o.workload === "copy" ? undefined : await findTarget(c);
+  if (o.workload !== "copy" && (!target || target.rows === 0)) {
+    throw new Error(
+      target ? `table ${target.accounts} is empty: run "pg-rdma bench -i" first` : `neither ${BENCH_TABLE} nor pgbench_accounts exists: run "pg-rdma bench -i" first`,
+    );
+  }
+  return target;
+}
+
+/** `-j 1`: every client on this thread. */
+async function inProcess(ctx: CommandContext, o: BenchOptions, open: () => Promise<Client>, counter: Int32Array, started: { at: number }): Promise<Run> {
   // Connect every client first (pgbench's "initial connection time"), then start together.
   const clients: Client[] = [];
   let connectMs = 0;
@@ -337,94 +459,167 @@ export async function benchCommand(ctx: CommandContext): Promise<number> {
       clients.push(await open());
       connectMs += performance.now() - t0;
     }
-    const target = o.workload === "copy" ? undefined : await findTarget(clients[0]);
-    if (o.workload !== "copy" && (!target || target.rows === 0)) {
-      throw new Error(
-        target ? `table ${target.accounts} is empty: run "pg-rdma bench -i" first` : `neither ${BENCH_TABLE} nor pgbench_accounts exists: run "pg-rdma bench -i" first`,
-      );
-    }
+    const target = await targetOf(o, clients[0]);
     const choice = clients[0].transport;
     ctx.debug(`transport: ${choice.transport}: ${choice.reason}`);
-    const tx = transactionFor(o, target);
-    const samples = clients.map(() => new Samples());
-    let bytes = 0;
-    let failed = 0;
-    let firstError: Error | undefined;
-    let done = 0;
-
-    const start = performance.now();
-    const deadline = o.time === undefined ? Infinity : start + o.time * 1000;
-    let lastTick = start;
-    let lastDone = 0;
-    const ticker = o.progress > 0
-      ? setInterval(() => {
-        const now = performance.now();
-        const n = done - lastDone;
-        ctx.stderr.write(
-          `progress: ${((now - start) / 1000).toFixed(1)} s, ${((n * 1000) / (now - lastTick)).toFixed(1)} tps\n`,
-        );
-        lastTick = now;
-        lastDone = done;
-      }, o.progress * 1000)
-      : undefined;
     const cpu0 = process.cpuUsage();
-    const loop = async (c: Client, s: Samples) => {
-      for (let i = 0; o.time !== undefined || i < o.transactions; i++) {
-        if (ctx.signal.aborted || performance.now() >= deadline) return;
-        const t0 = performance.now();
-        let n: number;
-        try {
-          n = await tx(c);
-        } catch (e) {
-          // As pgbench: a client whose transaction fails stops ("client N aborted").
-          failed++;
-          firstError ??= e as Error;
-          return;
-        }
-        s.push(performance.now() - t0);
-        bytes += n; // not `bytes += await ...`, which would add to a stale value
-        done++;
-      }
-    };
-    await Promise.all(clients.map((c, i) => loop(c, samples[i])));
-    const elapsed = (performance.now() - start) / 1000;
-    if (ticker) clearInterval(ticker);
+    started.at = performance.now();
+    const outcome = await runClients(clients, o, target, ctx.signal, counter);
+    const elapsed = (performance.now() - started.at) / 1000;
     const cpu = process.cpuUsage(cpu0);
-
-    const all = new Float64Array(done);
-    let at = 0;
-    for (const s of samples) {
-      all.set(s.values.subarray(0, s.length), at);
-      at += s.length;
-    }
-    all.sort();
-    let sum = 0;
-    for (const x of all) sum += x;
-    const report: BenchReport = {
-      transport: { transport: choice.transport, ...(choice.provider ? { provider: choice.provider } : {}), reason: choice.reason },
-      workload: o.workload,
-      table: target?.accounts ?? null,
-      protocol: o.protocol,
-      clients: o.clients,
-      duration_s: elapsed,
-      transactions: done,
-      failed,
-      tps: done / elapsed,
-      latency_ms: { avg: done ? sum / done : NaN, p50: percentile(all, 50), p99: percentile(all, 99), max: done ? all[done - 1] : NaN },
-      connection_ms: connectMs / o.clients,
-      ...(o.workload === "copy" ? { bytes, mb_per_s: bytes / 2 ** 20 / elapsed } : {}),
-    };
-    if (o.json) ctx.stdout.write(JSON.stringify(report) + "\n");
-    else if (!ctx.quiet) ctx.stdout.write(formatReport(report, o));
-    const busy = (cpu.user + cpu.system) / 1000 / (elapsed * 1000);
-    if (busy > 0.9) ctx.info(`this process was busy ${Math.round(busy * 100)}% of the run: its one thread may be the limit`);
-    if (firstError) {
-      const where = firstError instanceof PostgresError ? ` (SQLSTATE ${firstError.code})` : "";
-      ctx.stderr.write(`pg-rdma: bench: ${failed} client(s) aborted; first error: ${firstError.message}${where}\n`);
-      return EXIT.failure;
-    }
-    return EXIT.ok;
+    return { outcomes: [outcome], elapsed, connectMs, choice, target, cpu: cpu.user + cpu.system };
   } finally {
     await Promise.allSettled(clients.map((c) => c.close()));
   }
+}
+
+/** What the main thread sends a bench worker (`cli/_bench_worker.ts`) to start with. */
+export interface WorkerSetup {
+  connection: Record<string, string>;
+  env: Record<string, string>;
+  password: string | undefined;
+  options: BenchOptions;
+  target: Target | undefined;
+  clients: number;
+  counter: Int32Array;
+}
+
+/** Messages of a bench worker: connected, finished, or failed before running. */
+export type WorkerMessage =
+  | { type: "ready"; connectMs: number }
+  | { type: "done"; outcome: ClientsOutcome }
+  | { type: "error"; message: string };
+
+/** `-j N`: clients dealt to N worker threads as pgbench deals them to its threads. */
+async function inThreads(
+  ctx: CommandContext,
+  o: BenchOptions,
+  info: ReturnType<typeof resolveFor>,
+  base: Parameters<typeof connect>[1] & object,
+  counter: Int32Array,
+  started: { at: number },
+): Promise<Run> {
+  // One connection of our own finds the table and the transport, and settles the password
+  // (prompting here, on the main thread, if it must): the workers get the answer.
+  let password = typeof base.password === "string" ? base.password : undefined;
+  const ask = base.password;
+  const probe = await connect(info, {
+    ...base,
+    ...(typeof ask === "function" ? { password: async () => (password = await ask()) } : {}),
+  });
+  let target: Target | undefined;
+  let choice: Client["transport"];
+  try {
+    target = await targetOf(o, probe);
+    choice = probe.transport;
+  } finally {
+    await probe.close();
+  }
+  ctx.debug(`transport: ${choice.transport}: ${choice.reason}`);
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(ctx.env)) if (typeof v === "string") env[k] = v;
+  const url = new URL(`./_bench_worker${import.meta.url.endsWith(".ts") ? ".ts" : ".js"}`, import.meta.url);
+  const workers: Worker[] = [];
+  const exited: Promise<void>[] = [];
+  try {
+    const ready: Promise<number>[] = [];
+    const done: Promise<ClientsOutcome>[] = [];
+    let dealt = 0;
+    for (let i = 0; i < o.jobs; i++) {
+      // pgbench: nstate = (nclients - dealt + nthreads - i - 1) / (nthreads - i)
+      const n = Math.floor((o.clients - dealt + o.jobs - i - 1) / (o.jobs - i));
+      dealt += n;
+      const setup: WorkerSetup = { connection: { ...ctx.connection }, env, password, options: o, target, clients: n, counter };
+      const w = new Worker(url, { workerData: setup });
+      workers.push(w);
+      const r = deferred<number>();
+      const d = deferred<ClientsOutcome>();
+      d.promise.catch(() => {}); // a worker failing before "ready" is reported through `ready`
+      ready.push(r.promise);
+      done.push(d.promise);
+      const fail = (e: Error) => (r.reject(e), d.reject(e));
+      w.on("message", (m: WorkerMessage) => {
+        if (m.type === "ready") r.resolve(m.connectMs);
+        else if (m.type === "done") d.resolve(m.outcome);
+        else fail(new Error(m.message));
+      });
+      w.on("error", fail);
+      exited.push(new Promise((resolve) =>
+        w.once("exit", (code) => {
+          fail(new Error(`bench thread ${i + 1} exited (status ${code}) before reporting`));
+          resolve();
+        })
+      ));
+    }
+    const connectMs = (await Promise.all(ready)).reduce((a, b) => a + b, 0);
+    const stop = () => workers.forEach((w) => w.postMessage("stop"));
+    ctx.signal.addEventListener("abort", stop, { once: true });
+    const cpu0 = process.cpuUsage();
+    started.at = performance.now();
+    for (const w of workers) w.postMessage("go");
+    try {
+      const outcomes = await Promise.all(done);
+      const elapsed = (performance.now() - started.at) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      return { outcomes, elapsed, connectMs, choice, target, cpu: cpu.user + cpu.system };
+    } finally {
+      ctx.signal.removeEventListener("abort", stop);
+    }
+  } finally {
+    // Workers close their clients and end by themselves after "done"; anything else is stopped.
+    const timer = setTimeout(() => workers.forEach((w) => void w.terminate()), 5000);
+    for (const w of workers) w.postMessage("stop");
+    await Promise.all(exited);
+    clearTimeout(timer);
+  }
+}
+
+/** Adds up the threads' outcomes and prints the report; resolves to the exit status. */
+function report(ctx: CommandContext, o: BenchOptions, run: Run): number {
+  const { outcomes, elapsed, choice, target } = run;
+  let done = 0;
+  let bytes = 0;
+  let failed = 0;
+  let error: ClientsOutcome["error"];
+  for (const r of outcomes) {
+    done += r.samples.length;
+    bytes += r.bytes;
+    failed += r.failed;
+    error ??= r.error;
+  }
+  const all = new Float64Array(done);
+  let at = 0;
+  for (const r of outcomes) {
+    all.set(r.samples, at);
+    at += r.samples.length;
+  }
+  all.sort();
+  let sum = 0;
+  for (const x of all) sum += x;
+  const result: BenchReport = {
+    transport: { transport: choice.transport, ...(choice.provider ? { provider: choice.provider } : {}), reason: choice.reason },
+    workload: o.workload,
+    table: target?.accounts ?? null,
+    protocol: o.protocol,
+    clients: o.clients,
+    jobs: o.jobs,
+    duration_s: elapsed,
+    transactions: done,
+    failed,
+    tps: done / elapsed,
+    latency_ms: { avg: done ? sum / done : NaN, p50: percentile(all, 50), p99: percentile(all, 99), max: done ? all[done - 1] : NaN },
+    connection_ms: run.connectMs / o.clients,
+    ...(o.workload === "copy" ? { bytes, mb_per_s: bytes / 2 ** 20 / elapsed } : {}),
+  };
+  if (o.json) ctx.stdout.write(JSON.stringify(result) + "\n");
+  else if (!ctx.quiet) ctx.stdout.write(formatReport(result, o));
+  // Per thread: with -j N the process may use N cores.
+  const busy = run.cpu / 1000 / (elapsed * 1000) / o.jobs;
+  if (busy > 0.9) ctx.info(`this process was busy ${Math.round(busy * 100)}% of the run: its ${o.jobs > 1 ? "threads" : "one thread"} may be the limit`);
+  if (error) {
+    const where = error.code ? ` (SQLSTATE ${error.code})` : "";
+    ctx.stderr.write(`pg-rdma: bench: ${failed} client(s) aborted; first error: ${error.message}${where}\n`);
+    return EXIT.failure;
+  }
+  return EXIT.ok;
 }

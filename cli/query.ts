@@ -2,7 +2,8 @@
  * `pg-rdma query`: run SQL and print the results as psql does for `-c` and `-f`.
  *
  * - Actions run in command-line order: each `-c` string is sent as one query (several
- *   statements in it run as one implicit transaction, as psql's `-c`; no variable
+ *   statements in it run as one implicit transaction, as psql's `-c`; the results of those
+ *   before a failing one are printed, then its error, as psql 15 does; no variable
  *   interpolation there, also as psql), each `-f FILE` (`-` for stdin) is split into statements
  *   by psql's rules (`cli/_script.ts`) with `:var` interpolation, meta-commands `\echo`,
  *   `\qecho`, `\warn`, `\set`, `\unset`, `\q`, and inline `COPY ... FROM STDIN` data. With
@@ -267,8 +268,8 @@ export async function queryCommand(ctx: CommandContext): Promise<number> {
       if (!ctx.quiet) out.write(r.command + "\n");
       return;
     }
-    const results = await client.simpleQuery<unknown[]>(sql, { rowMode: "array" });
-    for (const r of results) out.write(formatResult(toText(r), print));
+    // Each statement's result as it completes: psql 15 shows those before a failing one.
+    await client.simpleQuery<unknown[]>(sql, { rowMode: "array", onResult: (r) => out.write(formatResult(toText(r), print)) });
   };
 
   let status: number = EXIT.ok;

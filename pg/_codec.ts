@@ -190,6 +190,24 @@ export function writeQuery(w: Writer, sql: string): Writer {
   return w.msg("Q").cstr(sql).end();
 }
 
+/**
+ * Query `Q` as a message of its own: one allocation (the hot path of parameterless `query()`).
+ * The result may be a view of a larger buffer; it is sent, not kept.
+ */
+export function encodeQuery(sql: string): Uint8Array {
+  if (sql.includes("\0")) throw new TypeError(`string sent to the server contains a NUL byte: ${JSON.stringify(sql.slice(0, 40))}`);
+  const buf = new Uint8Array(6 + sql.length * 3);
+  buf[0] = 0x51; // Q
+  const n = enc.encodeInto(sql, buf.subarray(5)).written;
+  const len = n + 5; // length field + text + NUL
+  buf[1] = len >>> 24;
+  buf[2] = (len >>> 16) & 0xff;
+  buf[3] = (len >>> 8) & 0xff;
+  buf[4] = len & 0xff;
+  buf[5 + n] = 0;
+  return buf.subarray(0, 6 + n);
+}
+
 /** Parse `P`: statement name, SQL, parameter type OIDs (0 = let the server infer). */
 export function writeParse(w: Writer, name: string, sql: string, types: readonly number[]): Writer {
   w.msg("P").cstr(name).cstr(sql).i16(types.length);

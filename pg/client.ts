@@ -29,6 +29,7 @@ import {
   COPY_DONE,
   copyDataHeader,
   copyFail,
+  encodeQuery,
   type FieldDescription,
   type Frame,
   FrameReader,
@@ -53,7 +54,7 @@ import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
 import { serverEndPointHash } from "./_scram.ts";
 import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
 import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
-import { defaultTypes, encodeText, type TypeRegistry } from "./types.ts";
+import { defaultTypes, encodeText, OID, type TypeRegistry } from "./types.ts";
 
 export type { FieldDescription } from "./_codec.ts";
 
@@ -144,6 +145,12 @@ export interface QueryOptions {
   types?: readonly number[];
   /** Use (and keep) a cached named statement for this SQL; see {@link ClientOptions.prepare}. */
   prepare?: boolean;
+  /**
+   * Use the extended protocol even without parameters. It runs exactly one statement and
+   * refuses `a; b` (42601), a guard where SQL text is assembled from input; without it a
+   * parameterless `query()` sends a simple Query. Ignored by {@link Client.stream} (always extended).
+   */
+  extended?: boolean;
 }
 
 /** Options of {@link Client.stream}. */
@@ -170,14 +177,42 @@ interface Handler {
 
 type Decoder = (bytes: Uint8Array, start: number, end: number) => unknown;
 
+const textString: Decoder = (b, s, e) => utf8(b, s, e);
+// The built-in parser objects, recognised by identity (captured before any caller changes them).
+const STR_TEXT = defaultTypes.textParser(OID.text);
+const BOOL_TEXT = defaultTypes.textParser(OID.bool);
+const INT_OIDS = new Set<number>([OID.int2, OID.int4, OID.oid, OID.xid, OID.cid]);
+
+/** Text int2/int4/oid straight from the digits: no string made per value. */
+const textInt: Decoder = (b, s, e) => {
+  let i = s;
+  const neg = b[i] === 0x2d; // -
+  if (neg) i++;
+  let n = 0;
+  for (; i < e; i++) {
+    const d = b[i] - 48;
+    if (d < 0 || d > 9) return Number(utf8(b, s, e));
+    n = n * 10 + d;
+  }
+  return neg ? -n : n;
+};
+
+/**
+ * One decoder per column. The built-in text decoders of strings, integers and bool read the
+ * bytes directly (the registry's own parser objects are recognised, so a type the caller
+ * re-registered keeps its decoder).
+ */
 function makeDecoders(fields: FieldDescription[], types: TypeRegistry): Decoder[] {
-  return fields.map((f) => {
+  return fields.map((f): Decoder => {
     if (f.format === 1) {
       const p = types.binaryParser(f.typeOid);
       return (b, s, e) => p(b.subarray(s, e));
     }
     const p = types.textParser(f.typeOid);
-    return p ? (b, s, e) => p(utf8(b, s, e)) : (b, s, e) => utf8(b, s, e);
+    if (p === undefined || p === STR_TEXT) return textString;
+    if (p === Number && INT_OIDS.has(f.typeOid)) return textInt;
+    if (p === BOOL_TEXT) return (b, s) => b[s] === 0x74; // t
+    return (b, s, e) => p(utf8(b, s, e));
   });
 }
 
@@ -241,7 +276,14 @@ function fieldsOf(body: Uint8Array): ErrorFields {
   return out as ErrorFields;
 }
 
-/** Collects the results of a simple or extended query. */
+const NO_PARAMS: readonly unknown[] = Object.freeze([]);
+const NO_OPTIONS: QueryOptions = Object.freeze({});
+const EMPTY_RESULT = (): QueryResult<never> => ({ command: "", rowCount: null, fields: [], rows: [] });
+
+/**
+ * Collects the results of a simple or extended query: every result ({@link promise}), or with
+ * `lastOnly` only the last one ({@link last}; earlier results are dropped as they complete).
+ */
 class QueryHandler<R> implements Handler {
   results: QueryResult<R>[] = [];
   #fields: FieldDescription[] = [];
@@ -250,22 +292,46 @@ class QueryHandler<R> implements Handler {
   #error: Error | undefined;
   #types: TypeRegistry;
   #asArray: boolean;
-  #resolve: (r: QueryResult<R>[]) => void;
-  #reject: (e: Error) => void;
+  #lastOnly: boolean;
+  #resolve!: (r: QueryResult<R>[] | QueryResult<R>) => void;
+  #reject!: (e: Error) => void;
   #client: Client;
-  readonly promise: Promise<QueryResult<R>[]>;
+  readonly #promise: Promise<QueryResult<R>[] | QueryResult<R>>;
 
-  constructor(client: Client, types: TypeRegistry, asArray: boolean) {
+  constructor(client: Client, types: TypeRegistry, asArray: boolean, lastOnly = false) {
     this.#client = client;
     this.#types = types;
     this.#asArray = asArray;
-    let res!: (r: QueryResult<R>[]) => void, rej!: (e: Error) => void;
-    this.promise = new Promise((a, b) => {
-      res = a;
-      rej = b;
+    this.#lastOnly = lastOnly;
+    this.#promise = new Promise((a, b) => {
+      this.#resolve = a;
+      this.#reject = b;
     });
-    this.#resolve = res;
-    this.#reject = rej;
+  }
+
+  /** Every result (without `lastOnly`). */
+  get promise(): Promise<QueryResult<R>[]> {
+    return this.#promise as Promise<QueryResult<R>[]>;
+  }
+
+  /** The last result (with `lastOnly`). */
+  get last(): Promise<QueryResult<R>> {
+    return this.#promise as Promise<QueryResult<R>>;
+  }
+
+  /** Called with each statement's result as it completes (simpleQuery's `onResult`). */
+  onResult: ((r: QueryResult<R>) => void) | undefined;
+
+  #push(r: QueryResult<R>): void {
+    if (this.#lastOnly) this.results[0] = r;
+    else this.results.push(r);
+    if (this.onResult) {
+      try {
+        this.onResult(r);
+      } catch (e) {
+        this.#error ??= e as Error; // the caller's callback failed: reject once the server is done
+      }
+    }
   }
 
   message(f: Frame): void {
@@ -280,13 +346,13 @@ class QueryHandler<R> implements Handler {
         break;
       case T.commandComplete: {
         const { command, rowCount } = parseCommandComplete(f.body);
-        this.results.push({ command, rowCount, fields: this.#fields, rows: this.#rows });
+        this.#push({ command, rowCount, fields: this.#fields, rows: this.#rows });
         this.#fields = [];
         this.#rows = [];
         break;
       }
       case T.emptyQuery:
-        this.results.push({ command: "", rowCount: null, fields: [], rows: [] });
+        this.#push(EMPTY_RESULT());
         break;
       case T.error:
         this.#error ??= errorFromBody(f.body);
@@ -321,7 +387,7 @@ class QueryHandler<R> implements Handler {
 
   ready(): void {
     if (this.#error) this.#reject(this.#error);
-    else this.#resolve(this.results);
+    else this.#resolve(this.#lastOnly ? this.results[0] ?? EMPTY_RESULT() : this.results);
   }
 
   fail(e: Error): void {
@@ -797,6 +863,8 @@ export class Client extends EventEmitter {
   #prepare: boolean;
   // SQL (+ parameter types) → server-side statement name, for `prepare: true`; oldest first.
   #stmtCache = new Map<string, string>();
+  // Builder reused by every extended query (its bytes are copied out by take()).
+  #w = new Writer(1024);
 
   /** ParameterStatus values reported by the server (server_version, TimeZone, in_hot_standby, ...). */
   readonly parameters: Map<string, string> = new Map();
@@ -1102,46 +1170,78 @@ export class Client extends EventEmitter {
   }
 
   /**
-   * Runs one statement with the extended protocol (parameters `$1..$n`), unnamed statement.
+   * Runs SQL and returns its result. With parameters (`$1..$n`), `binary`, `types` or `prepare`
+   * it uses the extended protocol (one statement, unnamed unless prepared). Without them it
+   * sends one simple Query message (as libpq's `PQexec` and node-postgres do): one message
+   * instead of five, fewer protocol steps on the server, and the same decoded result for one
+   * statement (types decode by OID from text in both). Errors are the same too, except that a
+   * `$1` with no parameters fails in the parser (42P02 "there is no parameter $1") rather than
+   * at Bind (08P01).
+   *
+   * Several statements separated by `;` (simple path only; the extended protocol refuses them)
+   * follow `PQexec`: they run in one implicit transaction unless they contain transaction
+   * control, the result is the LAST statement's, and the first failing statement throws its
+   * error, the statements after it are not run and those before it are rolled back (unless
+   * committed by their own COMMIT). {@link simpleQuery} returns every statement's result.
    *
    * @example
    * ```ts
    * const { rows } = await client.query("SELECT $1::int + 1 AS n", [41]);
    * rows[0].n; // 42
+   * (await client.query("SET search_path = app; SELECT current_schema() AS s")).rows; // [{ s: "app" }]
    * ```
    */
-  async query<R = Row>(sql: string, params: readonly unknown[] = [], options: QueryOptions = {}): Promise<QueryResult<R>> {
-    if (typeof sql !== "string") throw new TypeError("query text must be a string");
-    if (!Array.isArray(params)) throw new TypeError("query parameters must be an array");
+  query<R = Row>(sql: string, params: readonly unknown[] = NO_PARAMS, options: QueryOptions = NO_OPTIONS): Promise<QueryResult<R>> {
+    if (typeof sql !== "string") return Promise.reject(new TypeError("query text must be a string"));
+    if (!Array.isArray(params)) return Promise.reject(new TypeError("query parameters must be an array"));
+    if (params.length === 0 && options.extended !== true && options.binary !== true && !options.types?.length && !(options.prepare ?? this.#prepare)) {
+      // Simple Query `Q`: the hot path of parameterless text queries (no async frame, one handler).
+      let bytes: Uint8Array;
+      try {
+        bytes = encodeQuery(sql);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), bytes).last;
+    }
+    return this.#extended(sql, params, options);
+  }
+
+  async #extended<R>(sql: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
     const wire = this.#encodeParams(params);
     if (wire.length > 65535) throw new RangeError(`too many query parameters: ${wire.length} (the protocol allows 65535)`);
-    const w = new Writer(64 + sql.length);
+    const w = this.#w;
     const types = options.types ?? [];
     let stmt = "";
     let fresh: string | undefined;
-    if (options.prepare ?? this.#prepare) {
-      const key = types.length ? `${sql}\0${types.join(",")}` : sql;
-      stmt = this.#stmtCache.get(key) ?? "";
-      if (!stmt) {
-        stmt = `pgrdma_q${++this.#stmtCounter}`;
-        fresh = key;
-        this.#stmtCache.set(key, stmt);
-        writeParse(w, stmt, sql, types);
-        if (this.#stmtCache.size > 500) {
-          const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
-          this.#stmtCache.delete(oldKey);
-          writeClose(w, "S", oldName);
-        }
-      }
-    } else writeParse(w, "", sql, types);
-    writeBind(w, "", stmt, wire, options.binary ? [1] : []);
-    writeDescribe(w, "P", "");
-    writeExecute(w, "", 0);
-    w.bytes(SYNC);
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
     try {
-      const results = await h.promise;
-      return results[0] ?? { command: "", rowCount: null, fields: [], rows: [] };
+      if (options.prepare ?? this.#prepare) {
+        const key = types.length ? `${sql}\0${types.join(",")}` : sql;
+        stmt = this.#stmtCache.get(key) ?? "";
+        if (!stmt) {
+          stmt = `pgrdma_q${++this.#stmtCounter}`;
+          fresh = key;
+          this.#stmtCache.set(key, stmt);
+          writeParse(w, stmt, sql, types);
+          if (this.#stmtCache.size > 500) {
+            const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
+            this.#stmtCache.delete(oldKey);
+            writeClose(w, "S", oldName);
+          }
+        }
+      } else writeParse(w, "", sql, types);
+      writeBind(w, "", stmt, wire, options.binary ? [1] : []);
+      writeDescribe(w, "P", "");
+      writeExecute(w, "", 0);
+      w.bytes(SYNC);
+    } catch (e) {
+      w.take(); // drop what was half written (a NUL in the text, a bad parameter)
+      if (fresh !== undefined) this.#stmtCache.delete(fresh);
+      throw e;
+    }
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), this.#take(w));
+    try {
+      return await h.last;
     } catch (e) {
       // The statement never came to exist: forget it, so the next call parses again.
       if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === stmt) this.#stmtCache.delete(fresh);
@@ -1149,15 +1249,35 @@ export class Client extends EventEmitter {
     }
   }
 
+  /** The bytes of the reused builder; one that grew past 64 KiB is let go rather than kept. */
+  #take(w: Writer): Uint8Array {
+    const b = w.take();
+    if (b.length > 65536) this.#w = new Writer(1024);
+    return b;
+  }
+
   /**
    * Runs SQL with the simple query protocol: several statements separated by `;`, no
    * parameters, text results. Returns one result per statement. The only protocol replication
    * connections accept.
+   *
+   * When a statement fails the promise rejects with its error and the results of the statements
+   * before it are not returned; `onResult` sees each result as its statement completes, so a
+   * caller can show those (as psql does for `-c "a; b; c"`). An error thrown by `onResult`
+   * rejects the call once the server has finished the query.
+   *
+   * @example
+   * ```ts
+   * const [a, b] = await client.simpleQuery("SELECT 1 AS a; SELECT 2 AS b");
+   * await client.simpleQuery("SELECT 1; SELECT 1/0", { onResult: (r) => console.log(r.rows) }); // logs [{ "?column?": 1 }], then rejects
+   * ```
    */
-  async simpleQuery<R = Row>(sql: string, options: Pick<QueryOptions, "rowMode"> = {}): Promise<QueryResult<R>[]> {
+  async simpleQuery<R = Row>(sql: string, options: Pick<QueryOptions, "rowMode"> & { onResult?: (result: QueryResult<R>) => void } = {}): Promise<QueryResult<R>[]> {
     if (typeof sql !== "string") throw new TypeError("query text must be a string");
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), writeQuery(new Writer(16 + sql.length), sql).take());
-    return await h.promise;
+    if (options.onResult !== undefined && typeof options.onResult !== "function") throw new TypeError("onResult must be a function");
+    const h = new QueryHandler<R>(this, this.#types, options.rowMode === "array");
+    h.onResult = options.onResult;
+    return await this.#enqueue(h, writeQuery(new Writer(16 + sql.length), sql).take()).promise;
   }
 
   /**
@@ -1183,13 +1303,18 @@ export class Client extends EventEmitter {
 
   /** @internal Executes a prepared statement. */
   async _execute<R>(name: string, params: readonly unknown[], options: QueryOptions): Promise<QueryResult<R>> {
-    const w = new Writer(64);
-    writeBind(w, "", name, this.#encodeParams(params), options.binary ? [1] : []);
-    writeDescribe(w, "P", "");
-    writeExecute(w, "", 0);
-    w.bytes(SYNC);
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array"), w.take());
-    return (await h.promise)[0];
+    const w = this.#w;
+    try {
+      writeBind(w, "", name, this.#encodeParams(params), options.binary ? [1] : []);
+      writeDescribe(w, "P", "");
+      writeExecute(w, "", 0);
+      w.bytes(SYNC);
+    } catch (e) {
+      w.take(); // drop what was half written
+      throw e;
+    }
+    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), this.#take(w));
+    return await h.last;
   }
 
   /** @internal Closes a prepared statement. */

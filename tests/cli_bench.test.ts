@@ -65,7 +65,9 @@ test("parseBenchOptions() picks the workload and rejects contradictory options",
       { client: "0" },
       { client: "1.5" },
       { time: "soon" },
-      { jobs: "2" },
+      { jobs: "0" },
+      { jobs: "1.5" },
+      { initialize: true, jobs: "2" },
       { initialize: true, "select-only": true },
       { scale: "2" },
       { protocol: "nope" },
@@ -74,6 +76,12 @@ test("parseBenchOptions() picks the workload and rejects contradictory options",
   ) {
     assert.throws(() => parseBenchOptions(bad), UsageError, JSON.stringify(bad));
   }
+});
+
+test("parseBenchOptions() takes -j up to -c, lowering a larger -j to -c as pgbench does", () => {
+  assert.equal(parseBenchOptions({}).jobs, 1);
+  assert.equal(parseBenchOptions({ client: "4", jobs: "2" }).jobs, 2);
+  assert.equal(parseBenchOptions({ client: "2", jobs: "8" }).jobs, 2);
 });
 
 test("percentile() takes the nearest rank", () => {
@@ -160,6 +168,32 @@ for (const v of VERSIONS) {
 }
 
 const anyVersion = VERSIONS.find((v) => unavailable(v) === undefined);
+
+test("pg-rdma bench -j 2 -c 4 runs 4 clients on 2 threads and adds up their transactions as pgbench does", { skip: anyVersion === undefined ? "no PostgreSQL cluster can be started here" : undefined }, async () => {
+  const c = await cluster(anyVersion!);
+  const db = await createDatabase(c, "bench");
+  assert.equal((await cli([...unix(c, db), "-i", "-q"])).code, 0);
+  const r = await cli([...unix(c, db), "-j", "2", "-c", "4", "-t", "30", "-M", "extended", "--json"]);
+  assert.equal(r.code, 0, r.err);
+  const report = JSON.parse(r.out) as BenchReport;
+  assert.equal(report.clients, 4);
+  assert.equal(report.jobs, 2);
+  assert.equal(report.transactions, 120);
+  assert.equal(report.failed, 0);
+  checkLatency(report);
+  // 120 tpcb-like transactions moved balances: the work reached the server.
+  const changed = Number(await psql(c, "SELECT count(*) FROM pg_rdma_bench WHERE abalance <> 0", { database: db }));
+  assert.ok(changed > 0 && changed <= 120, `${changed} accounts changed`);
+  // Uneven shares (5 clients on 3 threads: 2, 2, 1), and pgbench's text report.
+  const text = await cli([...unix(c, db), "-S", "-j", "3", "-c", "5", "-t", "7"]);
+  assert.equal(text.code, 0, text.err);
+  assert.match(text.out, /\nnumber of clients: 5\nnumber of threads: 3\n/);
+  assert.match(text.out, /\nnumber of transactions actually processed: 35\/35\n/);
+  // A connection that fails fails the run with the server's error, as with -j 1.
+  const bad = await cli([...unix(c, db), "-j", "2", "-c", "2", "-t", "1", "-U", "no_such_role"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /no_such_role/);
+});
 
 test("pg-rdma bench --with-rsocket runs over rsockets (kernel provider) and says so", { skip: anyVersion === undefined ? "no PostgreSQL cluster can be started here" : undefined }, async () => {
   const c = await cluster(anyVersion!);

@@ -90,6 +90,26 @@ for (const v of VERSIONS) {
     assert.match(ok.err, /column "nope" does not exist/);
   });
 
+  test(`pg-rdma query -c with several statements prints the results before a failing one, then the error, as psql does on PostgreSQL ${v}`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "cliq");
+    const cases: [string[], string][] = [
+      [[], "select 1; select 1/0; select 2"],
+      [["-A", "-t"], "select 1 AS a; select 'x' AS b, NULL AS c; select broken; select 2"],
+      [[], "CREATE TABLE m (x int); INSERT INTO m VALUES (1), (2); SELECT * FROM m; SELECT x/0 FROM m"],
+      [["-q"], "select 1; select 2"],
+      [["--csv"], "select 1 AS a, 2 AS b; select *\n from nope"],
+    ];
+    for (const [flags, sql] of cases) {
+      const [ours, theirs] = [await query(c, db, [...flags, "-c", sql]), await realPsql(c, db, [...flags, "-c", sql])];
+      assert.equal(ours.out, theirs.out, `stdout of ${flags.join(" ")} -c ${sql}`);
+      assert.equal(ours.err, theirs.err, `stderr of ${flags.join(" ")} -c ${sql}`);
+      assert.equal(ours.code, theirs.code, `exit status of ${flags.join(" ")} -c ${sql}`);
+    }
+    // The failed implicit transaction rolled back the CREATE TABLE, in both.
+    assert.equal((await psql(c, "SELECT count(*) FROM pg_class WHERE relname = 'm'", { database: db })).trim(), "0");
+  });
+
   test(`pg-rdma query runs a script from stdin: variables, COPY data, meta-commands, ON_ERROR_STOP on PostgreSQL ${v}`, { skip: unavailable(v) }, async () => {
     const c = await cluster(v);
     const db = await createDatabase(c, "cliq");
