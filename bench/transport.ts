@@ -21,7 +21,8 @@
  * ```
  *
  * Options: `--size <MiB>` (default 1024), `--rounds <n>` ping-pongs (default 5000), `--reps <n>`
- * interleaved repetitions whose medians are reported (default 3),
+ * interleaved repetitions whose medians are reported (default 5, after one unrecorded 64 MiB
+ * warm-up each way per transport),
  * `--polling-time <µs>` for the busy-poll row (default 50), `--provider rdma|kernel`.
  *
  * Wire protocol between client and server: the client sends one 9-byte header, a command byte
@@ -37,7 +38,12 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { createConnection, createServer, type RsocketSocket } from "../transport/mod.ts";
+import {
+  createConnection,
+  createServer,
+  pollerStats,
+  type RsocketSocket,
+} from "../transport/mod.ts";
 
 const { values } = parseArgs({
   options: {
@@ -48,7 +54,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "1024" },
     rounds: { type: "string", default: "5000" },
     "polling-time": { type: "string", default: "50" },
-    reps: { type: "string", default: "3" },
+    reps: { type: "string", default: "5" },
   },
 });
 const provider = values.provider as "kernel" | "rdma" | "native";
@@ -56,6 +62,7 @@ if (!["kernel", "rdma", "native"].includes(provider)) {
   throw new TypeError(`--provider must be rdma, kernel or native, got ${values.provider}`);
 }
 const SIZE = Number(values.size) * 2 ** 20;
+const FULL = SIZE;
 const ROUNDS = Number(values.rounds);
 const POLLING = Number(values["polling-time"]);
 const REPS = Number(values.reps);
@@ -136,10 +143,17 @@ function header(cmd: string, len: number): Uint8Array {
   return h;
 }
 
-async function upload(dial: Dial): Promise<number> {
+/** CPU time (user + system, all threads) this process used since `c0`, in ms. */
+function cpuMs(c0: ReturnType<typeof process.cpuUsage>): number {
+  const c = process.cpuUsage(c0);
+  return (c.user + c.system) / 1000;
+}
+
+async function upload(dial: Dial, SIZE = FULL): Promise<[number, number]> {
   const s = await dial();
   const chunk = new Uint8Array(256 * 1024).fill(0xa5);
   const ack = new Promise<void>((resolve) => s.once("data", () => resolve()));
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   s.write(header("S", SIZE));
   for (let sent = 0; sent < SIZE; sent += chunk.length) {
@@ -147,22 +161,25 @@ async function upload(dial: Dial): Promise<number> {
   }
   await ack;
   const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuMs(c0);
   s.destroy();
-  return SIZE / 1e6 / secs;
+  return [SIZE / 1e6 / secs, cpu / (SIZE / 2 ** 30)];
 }
 
-async function download(dial: Dial): Promise<number> {
+async function download(dial: Dial, SIZE = FULL): Promise<[number, number]> {
   const s = await dial();
   let got = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const done = new Promise<void>((resolve) => s.once("end", resolve));
   s.on("data", (d: Uint8Array) => (got += d.length));
   s.write(header("W", SIZE));
   await done;
   const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuMs(c0);
   if (got !== SIZE) throw new Error(`downloaded ${got} of ${SIZE} bytes`);
   s.destroy();
-  return SIZE / 1e6 / secs;
+  return [SIZE / 1e6 / secs, cpu / (SIZE / 2 ** 30)];
 }
 
 async function pingPong(dial: Dial): Promise<{ p50: number; p99: number }> {
@@ -232,13 +249,34 @@ async function runClient(): Promise<void> {
   if (!values.host) plan.push(["node:net", dialNative, true]);
   plan.push([`ffi ${ffiKind}`, dialFfi(0), true]);
   plan.push([`ffi ${ffiKind}, pollingTime ${POLLING} µs`, dialFfi(POLLING), false]);
-  const samples = plan.map(() => [[], [], [], []] as number[][]);
+  const samples = plan.map(() => [[], [], [], [], [], []] as number[][]);
+  const pollerNotes: string[] = [];
   try {
+    // One unrecorded warm-up per transport: JIT, the poller's helper thread, first slabs.
+    for (const [, dial, bulk] of plan) {
+      if (bulk) await upload(dial, 64 << 20), await download(dial, 64 << 20);
+    }
     for (let rep = 0; rep < REPS; rep++) {
-      for (const [i, [, dial, bulk]] of plan.entries()) {
+      for (const [i, [name, dial, bulk]] of plan.entries()) {
         if (bulk) {
-          samples[i][0].push(await upload(dial));
-          samples[i][1].push(await download(dial));
+          const ffi = !name.startsWith("node:net");
+          const st0 = ffi ? pollerStats(ffiKind) : undefined;
+          const [up, upCpu] = await upload(dial);
+          const st1 = ffi ? pollerStats(ffiKind) : undefined;
+          const [down, downCpu] = await download(dial);
+          const st2 = ffi ? pollerStats(ffiKind) : undefined;
+          if (st0 && st1 && st2 && rep === REPS - 1) {
+            const gib = SIZE / 2 ** 30;
+            const per = (a: typeof st0, b: typeof st0) =>
+              `parks ${((b.parks - a.parks) / gib).toFixed(0)}, rpoll(0) ${
+                ((b.polls - a.polls) / gib).toFixed(0)
+              }, dispatches ${((b.dispatches - a.dispatches) / gib).toFixed(0)}`;
+            pollerNotes.push(`${name}: per GiB up: ${per(st0, st1)}; down: ${per(st1, st2)}`);
+          }
+          samples[i][0].push(up);
+          samples[i][1].push(down);
+          samples[i][4].push(upCpu);
+          samples[i][5].push(downCpu);
         }
         const { p50, p99 } = await pingPong(dial);
         samples[i][2].push(p50);
@@ -254,7 +292,7 @@ async function runClient(): Promise<void> {
     return v[Math.floor(v.length / 2)];
   };
   const rows = plan.map(([name], i) =>
-    [name, ...samples[i].map(median)] as [string, number, number, number, number]
+    [name, ...samples[i].map(median)] as [string, number, number, number, number, number, number]
   );
   const ref = rows[0][0] === "node:net" ? rows[0] : undefined;
   const f = (x: number, d = 0) => (Number.isNaN(x) ? "–" : x.toFixed(d));
@@ -266,16 +304,19 @@ async function runClient(): Promise<void> {
       values.host ? `${provider} server` : "node:net"
     } on ${peer.host}\n`,
   );
-  console.log("| transport | upload MB/s | download MB/s | ping-pong p50 µs | p99 µs |");
-  console.log("|---|---|---|---|---|");
-  for (const [name, up, down, p50, p99] of rows) {
+  console.log(
+    "| transport | upload MB/s | download MB/s | ping-pong p50 µs | p99 µs | client CPU ms/GiB up / down |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const [name, up, down, p50, p99, upCpu, downCpu] of rows) {
     const rel = (x: number, i: number) => (!ref || ref[0] === name ? "" : r(x, ref[i] as number));
     console.log(
       `| ${name} | ${f(up)}${rel(up, 1)} | ${f(down)}${rel(down, 2)} | ${f(p50, 1)}${
         rel(p50, 3)
-      } | ${f(p99, 1)}${rel(p99, 4)} |`,
+      } | ${f(p99, 1)}${rel(p99, 4)} | ${f(upCpu)} / ${f(downCpu)} |`,
     );
   }
+  for (const note of pollerNotes) console.log(`\npoller, ${note}`);
 }
 
 if (values.serve) await runServer();

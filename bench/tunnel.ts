@@ -11,10 +11,13 @@
  * 2. `psql -c "COPY (SELECT ...) TO STDOUT"` of 1 GiB (1 048 576 rows of 1 KiB) into
  *    /dev/null: MB/s (MB = 2^20 bytes).
  *
- * Direct and tunnel alternate (who goes first swaps each round); the best of `BENCH_ROUNDS`
- * (default 2) is kept, and the ratios are tunnel ÷ direct. The CPU seconds each tunnel process
- * used in its runs are printed too (from /proc), since on 2 shared cores they are the cost that
- * shows up as lost throughput.
+ * Direct and each tunnel chain take turns (who goes first rotates each round); the best of
+ * `BENCH_ROUNDS` (default 2) is kept, and the ratios are tunnel ÷ direct. By default two chains
+ * run in the same run: one whose middle hop is our rsocket transport, and one of plain node:net
+ * relays (`tcp://` both ways, no FFI), so the reader sees what the relay costs and what the
+ * transport adds. The CPU seconds each chain's tunnels used are printed too (from /proc), and,
+ * per pgbench transaction, the CPU µs and the pollers' counters (off-thread parks, eventfd
+ * wake-ups, `rpoll(…, 0)` calls, sockets dispatched), which the tunnels log with `--verbose`.
  *
  * ```sh
  * node dist/bench/tunnel.js          # tunnels run by Node (after npm run build)
@@ -23,13 +26,15 @@
  * ```
  *
  * Environment: `BENCH_ROUNDS`, `BENCH_SECONDS` (pgbench -T, default 15), `BENCH_COPY_MB`
- * (default 1024), `BENCH_SCALE` (default 10), `BENCH_PROVIDER` (default kernel), `BENCH_MIDDLE=tcp`
- * (the middle hop over tcp://: node:net relays without the FFI, to tell the relay's cost from
- * the transport's).
+ * (default 1024), `BENCH_SCALE` (default 10), `BENCH_PROVIDER` (default kernel), `BENCH_MIDDLE`
+ * (`both`, default; `rdma`: only our transport; `tcp`: only node:net relays), `BENCH_NETNS=1` (the
+ * client-side tunnels and the clients in a network namespace of their own, over a veth pair;
+ * direct runs stay on loopback; needs CAP_NET_ADMIN), `BENCH_PROFILE=DIR` (Node: V8 CPU
+ * profiles of the tunnels into DIR).
  *
  * @module
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROLES, startCluster, unavailable } from "../tests/_fixture/cluster.ts";
@@ -41,8 +46,14 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const COPY_MB = Number(process.env.BENCH_COPY_MB ?? 1024);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const PROVIDER = process.env.BENCH_PROVIDER ?? "kernel";
-/** `tcp` makes the middle hop tcp:// (node:net relays, no FFI): how much is the relay itself. */
-const MIDDLE = process.env.BENCH_MIDDLE === "tcp" ? "tcp" : "rdma";
+/**
+ * Which middle hops to measure, each through its own pair of tunnels in the same run: `rdma`
+ * (our transport), `tcp` (node:net relays, no FFI: how much is the relay itself), or `both`
+ * (the default).
+ */
+const MIDDLE = process.env.BENCH_MIDDLE ?? "both";
+if (!["rdma", "tcp", "both"].includes(MIDDLE)) throw new TypeError(`BENCH_MIDDLE must be rdma, tcp or both, got ${MIDDLE}`);
+const MIDDLES: ("rdma" | "tcp")[] = MIDDLE === "both" ? ["rdma", "tcp"] : [MIDDLE as "rdma" | "tcp"];
 const [exe, baseArgs] = moduleCommand("../cli/main.ts", import.meta.url);
 const env = { ...process.env, PGPASSWORD: ROLES.superuser.password, PGCONNECT_TIMEOUT: "10" };
 
@@ -69,11 +80,58 @@ function cpuSeconds(pid: number): number {
 interface Tunnel {
   port: number;
   child: ChildProcess;
+  /** The poller counters the tunnel logged last (with --verbose, at each disconnection). */
+  stats(): Record<string, number>;
   stop(): Promise<void>;
 }
 
-async function tunnel(listen: string, connect: string): Promise<Tunnel> {
-  const child = spawn(exe, [...baseArgs, "tunnel", "--listen", listen, "--connect", connect, "--provider", PROVIDER], {
+/**
+ * BENCH_NETNS=1: the client-side tunnel and the clients (pgbench, psql) run in a network
+ * namespace of their own, joined to this one by a veth pair (10.213.0.1 here, 10.213.0.2
+ * there), so the middle hop crosses a real link between two network stacks, as between an
+ * application host and a database host (the CPUs are still shared). Needs CAP_NET_ADMIN.
+ */
+const NETNS = process.env.BENCH_NETNS === "1";
+const NS = `pgrdma-bench-${process.pid}`;
+const VETH = [`prb${process.pid % 100000}a`, `prb${process.pid % 100000}b`];
+const HERE = NETNS ? "10.213.0.1" : "127.0.0.1";
+/** Command prefix that runs a program on the client side. */
+const clientSide: string[] = NETNS ? ["ip", "netns", "exec", NS] : [];
+
+function netnsUp(): void {
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    ip("netns", "add", NS);
+    ip("link", "add", VETH[0], "type", "veth", "peer", "name", VETH[1]);
+    ip("link", "set", VETH[1], "netns", NS);
+    ip("addr", "add", "10.213.0.1/24", "dev", VETH[0]);
+    ip("link", "set", VETH[0], "up");
+    ip("netns", "exec", NS, "ip", "addr", "add", "10.213.0.2/24", "dev", VETH[1]);
+    ip("netns", "exec", NS, "ip", "link", "set", VETH[1], "up");
+    ip("netns", "exec", NS, "ip", "link", "set", "lo", "up");
+  } catch (e) {
+    netnsDown();
+    const why = String((e as { stderr?: unknown }).stderr ?? "").trim() || (e as Error).message;
+    throw new Error(`BENCH_NETNS=1: cannot set up the network namespace (${why})`, { cause: e });
+  }
+}
+
+function netnsDown(): void {
+  // Deleting the namespace deletes its veth end, and with it the pair.
+  for (const args of [["netns", "del", NS], ["link", "del", VETH[0]]]) {
+    try {
+      execFileSync("ip", args, { stdio: "ignore" });
+    } catch { /* already gone */ }
+  }
+}
+
+async function tunnel(listen: string, connect: string, prefix: string[] = []): Promise<Tunnel> {
+  // BENCH_PROFILE=DIR (Node): each tunnel writes a V8 CPU profile there when it stops.
+  const prof = process.env.BENCH_PROFILE && runtime === "node" ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const argv = [exe, ...prof, ...baseArgs, "tunnel", "--verbose", "--listen", listen, "--connect", connect, "--provider", PROVIDER];
+  const full = [...prefix, ...argv];
+  // `ip netns exec` execs the program: the pid (for the CPU seconds) stays the tunnel's.
+  const child = spawn(full[0], full.slice(1), {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, NO_COLOR: "1" },
   });
@@ -87,8 +145,20 @@ async function tunnel(listen: string, connect: string): Promise<Tunnel> {
     });
     exited.then(() => reject(new Error(`tunnel exited before listening:\n${err}`)));
   });
-  // Keep draining its log (one line per connection), or a full pipe would stall it.
-  return { port, child, stop: () => (child.kill("SIGTERM"), exited) };
+  // Keep draining its log (lines per connection), or a full pipe would stall it; keep the
+  // last poller counters.
+  let stats: Record<string, number> = {};
+  let tail = "";
+  child.stderr!.on("data", (d) => {
+    const lines = (tail + String(d)).split("\n");
+    tail = lines.pop()!;
+    for (const l of lines) {
+      const m = /poller stats: (\{.*\})/.exec(l);
+      if (m) stats = JSON.parse(m[1]);
+    }
+  });
+  err = "";
+  return { port, child, stats: () => stats, stop: () => (child.kill("SIGTERM"), exited) };
 }
 
 const tpsOf = (out: string) => {
@@ -101,59 +171,127 @@ if (unavailable(15)) {
   console.log(`skipped: ${unavailable(15)}`);
 } else {
   const c = await startCluster(15);
-  const server = await tunnel(`${MIDDLE}://127.0.0.1:0`, `tcp://127.0.0.1:${c.port}`);
-  const client = await tunnel("tcp://127.0.0.1:0", `${MIDDLE}://127.0.0.1:${server.port}`);
+  if (NETNS) netnsUp();
+  /** A client-side tunnel chained to a server-side one, with the middle hop over `middle`. */
+  interface Chain {
+    middle: "rdma" | "tcp";
+    label: string;
+    server: Tunnel;
+    client: Tunnel;
+    best: { pgbench: number; copy: number };
+    cpu: { pgbench: number; copy: number };
+    perTx: { parks: number; wakeUps: number; polls: number; dispatches: number; cpuUs: number; txns: number };
+  }
+  const chains: Chain[] = [];
   const tcp = (port: number) => ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres"];
+  /** pgbench / psql through the tunnels run where the client-side tunnel runs. */
+  const tool = (name: string, port: number) =>
+    port === c.port ? [join(BIN, name)] : [...clientSide, join(BIN, name)];
   try {
-    console.log(`PostgreSQL ${c.serverVersion}; tunnels: ${runtime}, middle hop ${MIDDLE}://, provider ${PROVIDER}; ${ROUNDS} round(s)`);
+    for (const middle of MIDDLES) {
+      const server = await tunnel(`${middle}://${HERE}:0`, `tcp://127.0.0.1:${c.port}`);
+      const client = await tunnel("tcp://127.0.0.1:0", `${middle}://${HERE}:${server.port}`, clientSide);
+      chains.push({
+        middle,
+        label: middle === "rdma" ? `rsocket transport (${PROVIDER} provider)` : "node:net relays (tcp://, no FFI)",
+        server,
+        client,
+        best: { pgbench: 0, copy: 0 },
+        cpu: { pgbench: 0, copy: 0 },
+        perTx: { parks: 0, wakeUps: 0, polls: 0, dispatches: 0, cpuUs: 0, txns: 0 },
+      });
+    }
+    console.log(
+      `PostgreSQL ${c.serverVersion}; tunnels: ${runtime}; middle hops: ${MIDDLES.map((m) => `${m}://`).join(", ")}; ` +
+        `provider ${PROVIDER}; ${ROUNDS} round(s)` +
+        (NETNS ? `; client side in network namespace ${NS} (veth 10.213.0.2 -> 10.213.0.1)` : ""),
+    );
     await run(join(BIN, "pgbench"), ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-i", "-q", "-s", String(SCALE), "postgres"]);
-    const best = { pgDirect: 0, pgTunnel: 0, copyDirect: 0, copyTunnel: 0 };
-    const cpu = { pgbench: 0, copy: 0 };
-    const pgbench = async (port: number) =>
-      tpsOf(await run(join(BIN, "pgbench"), [...tcp(port), "-c", "8", "-j", "2", "-T", String(SECONDS), "-S", "-n", "postgres"]));
+    const direct = { pgbench: 0, copy: 0 };
+    let txns = 0;
+    const pgbench = async (port: number) => {
+      const [cmd, ...pre] = tool("pgbench", port);
+      const out = await run(cmd, [...pre, ...tcp(port), "-c", "8", "-j", "2", "-T", String(SECONDS), "-S", "-n", "postgres"]);
+      txns = Number(/actually processed: (\d+)/.exec(out)?.[1] ?? 0);
+      return tpsOf(out);
+    };
     const rows = COPY_MB * 1024;
     const sql = `COPY (SELECT s.r FROM (SELECT repeat('x', 1023) AS r OFFSET 0) s CROSS JOIN generate_series(1, ${rows})) TO STDOUT`;
     const copy = async (port: number) => {
       const t0 = performance.now();
-      await run(join(BIN, "psql"), [...tcp(port), "-X", "-d", "postgres", "-c", sql], { toNull: true });
+      const [cmd, ...pre] = tool("psql", port);
+      await run(cmd, [...pre, ...tcp(port), "-X", "-d", "postgres", "-c", sql], { toNull: true });
       return COPY_MB / ((performance.now() - t0) / 1000);
     };
-    /** Runs fn through the tunnel, adding the tunnels' CPU seconds to `cpu[key]`. */
-    const through = async <T>(key: keyof typeof cpu, fn: () => Promise<T>): Promise<T> => {
-      const before = cpuSeconds(client.child.pid!) + cpuSeconds(server.child.pid!);
-      const r = await fn();
-      cpu[key] += cpuSeconds(client.child.pid!) + cpuSeconds(server.child.pid!) - before;
+    const counters = (ch: Chain) => {
+      const a = ch.client.stats(), b = ch.server.stats();
+      const k = (x: string) => (a[x] ?? 0) + (b[x] ?? 0);
+      return { parks: k("parks"), wakeUps: k("wakeUps"), polls: k("polls"), dispatches: k("dispatches") };
+    };
+    /** Runs one measurement through `ch`, adding its tunnels' CPU seconds (and, for pgbench, counters). */
+    const through = async (ch: Chain, key: "pgbench" | "copy"): Promise<number> => {
+      const pids = [ch.client.child.pid!, ch.server.child.pid!];
+      const cpu0 = cpuSeconds(pids[0]) + cpuSeconds(pids[1]);
+      const s0 = counters(ch);
+      const r = key === "pgbench" ? await pgbench(ch.client.port) : await copy(ch.client.port);
+      const used = cpuSeconds(pids[0]) + cpuSeconds(pids[1]) - cpu0;
+      ch.cpu[key] += used;
+      if (key === "pgbench") {
+        await new Promise((res) => setTimeout(res, 200)); // the disconnection lines carry the counters
+        const s1 = counters(ch);
+        for (const k of ["parks", "wakeUps", "polls", "dispatches"] as const) ch.perTx[k] += s1[k] - s0[k];
+        ch.perTx.cpuUs += used * 1e6;
+        ch.perTx.txns += txns;
+      }
       return r;
     };
-    for (let round = 0; round < ROUNDS; round++) {
-      const direct = () => pgbench(c.port);
-      const tunneled = () => through("pgbench", () => pgbench(client.port));
-      const [d, t] = round % 2 ? [await direct(), await tunneled()] : [...[await tunneled(), await direct()].reverse()];
-      best.pgDirect = Math.max(best.pgDirect, d);
-      best.pgTunnel = Math.max(best.pgTunnel, t);
-      console.log(`pgbench -S round ${round + 1}: direct ${d.toFixed(0)} tps, tunnel ${t.toFixed(0)} tps (${(t / d).toFixed(2)}x)`);
+    for (const key of ["pgbench", "copy"] as const) {
+      for (let round = 0; round < ROUNDS; round++) {
+        // Who goes first rotates each round: direct, then each chain.
+        const order: (Chain | undefined)[] = [undefined, ...chains];
+        for (let i = 0; i < round % order.length; i++) order.push(order.shift());
+        const got = new Map<Chain | undefined, number>();
+        for (const ch of order) got.set(ch, ch ? await through(ch, key) : key === "pgbench" ? await pgbench(c.port) : await copy(c.port));
+        const d = got.get(undefined)!;
+        direct[key] = Math.max(direct[key], d);
+        const unit = key === "pgbench" ? "tps" : "MB/s";
+        const parts = chains.map((ch) => {
+          const t = got.get(ch)!;
+          ch.best[key] = Math.max(ch.best[key], t);
+          return `${ch.middle}:// ${t.toFixed(0)} ${unit} (${(t / d).toFixed(2)}x)`;
+        });
+        console.log(`${key === "pgbench" ? "pgbench -S" : `COPY ${COPY_MB} MiB`} round ${round + 1}: direct ${d.toFixed(0)} ${unit}, ${parts.join(", ")}`);
+      }
     }
-    for (let round = 0; round < ROUNDS; round++) {
-      const direct = () => copy(c.port);
-      const tunneled = () => through("copy", () => copy(client.port));
-      const [d, t] = round % 2 ? [await direct(), await tunneled()] : [...[await tunneled(), await direct()].reverse()];
-      best.copyDirect = Math.max(best.copyDirect, d);
-      best.copyTunnel = Math.max(best.copyTunnel, t);
-      console.log(`COPY ${COPY_MB} MiB round ${round + 1}: direct ${d.toFixed(0)} MB/s, tunnel ${t.toFixed(0)} MB/s (${(t / d).toFixed(2)}x)`);
+    for (const ch of chains) {
+      const t = ch.perTx;
+      if (t.txns === 0) continue;
+      const f = (x: number) => (x / t.txns).toFixed(2);
+      console.log(
+        `per pgbench transaction, both ${ch.middle}:// tunnels: ${f(t.cpuUs)} CPU µs` +
+          (ch.middle === "rdma"
+            ? `, off-thread parks ${f(t.parks)}, eventfd wake-ups ${f(t.wakeUps)}, rpoll(…, 0) ${f(t.polls)}, sockets dispatched ${f(t.dispatches)}`
+            : ""),
+      );
     }
-    const pgRatio = best.pgTunnel / best.pgDirect;
-    const copyRatio = best.copyTunnel / best.copyDirect;
     console.log(
-      `\n| tunnels run by | pgbench -S direct tps | through tunnels | ratio | COPY direct MB/s | through tunnels | ratio | tunnels' CPU s (pgbench / COPY, all rounds) |`,
+      `\n| tunnels run by | middle hop | pgbench -S direct tps | through tunnels | ratio | COPY direct MB/s | through tunnels | ratio | tunnels' CPU s (pgbench / COPY, all rounds) |`,
     );
-    console.log(`|---|---|---|---|---|---|---|---|`);
-    console.log(
-      `| ${runtime} | ${best.pgDirect.toFixed(0)} | ${best.pgTunnel.toFixed(0)} | ${pgRatio.toFixed(2)}× | ${best.copyDirect.toFixed(0)} | ` +
-        `${best.copyTunnel.toFixed(0)} | ${copyRatio.toFixed(2)}× | ${cpu.pgbench.toFixed(1)} / ${cpu.copy.toFixed(1)} |`,
-    );
-    console.log(`targets: pgbench >= 0.8x: ${pgRatio >= 0.8 ? "met" : "NOT met"}; COPY >= 0.9x: ${copyRatio >= 0.9 ? "met" : "NOT met"}`);
+    console.log(`|---|---|---|---|---|---|---|---|---|`);
+    for (const ch of chains) {
+      console.log(
+        `| ${runtime} | ${ch.label} | ${direct.pgbench.toFixed(0)} | ${ch.best.pgbench.toFixed(0)} | ${(ch.best.pgbench / direct.pgbench).toFixed(2)}× | ` +
+          `${direct.copy.toFixed(0)} | ${ch.best.copy.toFixed(0)} | ${(ch.best.copy / direct.copy).toFixed(2)}× | ${ch.cpu.pgbench.toFixed(1)} / ${ch.cpu.copy.toFixed(1)} |`,
+      );
+    }
+    const ours = chains.find((ch) => ch.middle === "rdma");
+    if (ours) {
+      const pg = ours.best.pgbench / direct.pgbench, cp = ours.best.copy / direct.copy;
+      console.log(`targets (rsocket transport): pgbench >= 0.8x: ${pg >= 0.8 ? "met" : "NOT met"}; COPY >= 0.9x: ${cp >= 0.9 ? "met" : "NOT met"}`);
+    }
   } finally {
-    await Promise.all([client.stop(), server.stop()]);
+    await Promise.all(chains.flatMap((ch) => [ch.client.stop(), ch.server.stop()]));
+    if (NETNS) netnsDown();
     await c.stop();
   }
 }

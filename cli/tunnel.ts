@@ -175,6 +175,10 @@ export async function tunnelCommand(ctx: CommandContext): Promise<number> {
       if (++closed < 2) return;
       open.delete(pair);
       ctx.info(`disconnection: session time: ${sessionTime(performance.now() - started)} ${who}`);
+      // For benchmarks: the poller's counters so far (parks and wake-ups per message).
+      if (transport && ctx.verbose) {
+        ctx.debug(`poller stats: ${JSON.stringify(transport.pollerStats(provider))}`);
+      }
       if (open.size === 0) closedAll?.();
     };
     const fail = (side: string) => (e: Error) => {

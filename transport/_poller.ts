@@ -26,7 +26,14 @@
  */
 import process from "node:process";
 import { setImmediate, setTimeout } from "node:timers";
-import { POLLIN, PollSet, type RsocketProvider, type WakeUp } from "../ffi/mod.ts";
+import {
+  openProvider,
+  POLLIN,
+  PollSet,
+  type ProviderKind,
+  type RsocketProvider,
+  type WakeUp,
+} from "../ffi/mod.ts";
 import { type OffThreadPoll, offThreadPoll } from "./_wait.ts";
 
 /**
@@ -64,6 +71,19 @@ export function pollerFor(provider: RsocketProvider): Poller {
   return p;
 }
 
+/**
+ * The counters of the poller of `provider` (a kind opens that provider), for benchmarks and
+ * diagnostics: e.g. off-thread parks and wake-ups per message.
+ *
+ * @example
+ * ```ts
+ * const { parks, wakeUps } = pollerStats("kernel");
+ * ```
+ */
+export function pollerStats(provider: ProviderKind | RsocketProvider = "rdma"): PollerStats {
+  return pollerFor(typeof provider === "string" ? openProvider(provider) : provider).stats;
+}
+
 /** Statistics, for tests and benchmarks. */
 export interface PollerStats {
   /** Off-thread polls made. */
@@ -76,6 +96,10 @@ export interface PollerStats {
   spinHits: number;
   /** Rounds that polled from the unref'ed idle timer. */
   idleTicks: number;
+  /** `rpoll(…, 0)` calls made on the main thread (rounds, hot re-checks and spins). */
+  polls: number;
+  /** Ready descriptors handed to their sockets. */
+  dispatches: number;
 }
 
 /** One provider's poller. Use {@linkcode pollerFor}. */
@@ -94,7 +118,15 @@ export class Poller {
   #signalled = false;
   /** Resolves the unref'ed idle sleep early. */
   #nudge: (() => void) | undefined;
-  #stats: PollerStats = { parks: 0, wakeUps: 0, spins: 0, spinHits: 0, idleTicks: 0 };
+  #stats: PollerStats = {
+    parks: 0,
+    wakeUps: 0,
+    spins: 0,
+    spinHits: 0,
+    idleTicks: 0,
+    polls: 0,
+    dispatches: 0,
+  };
 
   /** @internal Use {@linkcode pollerFor}. */
   constructor(provider: RsocketProvider) {
@@ -184,13 +216,17 @@ export class Poller {
       while (this.#watches.size > 0) {
         const set = this.#build();
         let n = this.#p.poll(set, 0);
+        this.#stats.polls++;
         const spin = this.#spinBudget();
         const spinning = spin > 0;
         if (n === 0) {
           if (spinning) {
             this.#stats.spins++;
             const until = performance.now() + spin / 1000;
-            while (n === 0 && performance.now() < until) n = this.#p.poll(set, 0);
+            while (n === 0 && performance.now() < until) {
+              n = this.#p.poll(set, 0);
+              this.#stats.polls++;
+            }
             if (n > 0) this.#stats.spinHits++;
           }
         }
@@ -301,6 +337,7 @@ export class Poller {
       if (!w || w.events === 0) continue;
       this.#watches.delete(w.fd);
       w.events = 0;
+      this.#stats.dispatches++;
       try {
         w.ready(revents);
       } catch (e) {

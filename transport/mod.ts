@@ -43,7 +43,14 @@ export {
   type WebSocketOptions,
   type WebSocketStream,
 } from "./_web.ts";
-export { IDLE_TICK_MS, Poller, pollerFor, type PollerStats, type Watch } from "./_poller.ts";
+export {
+  IDLE_TICK_MS,
+  Poller,
+  pollerFor,
+  type PollerStats,
+  pollerStats,
+  type Watch,
+} from "./_poller.ts";
 export {
   parseWithRsocket,
   probeRsocket,
