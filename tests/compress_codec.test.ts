@@ -19,6 +19,7 @@ import {
   xxh32,
   Xxh32,
 } from "../compress/mod.ts";
+import { moduleCommand } from "./_fixture/runtime.ts";
 
 const enc = new TextEncoder();
 const hasTool = (name: string) => spawnSync(name, ["--version"]).status === 0;
@@ -250,4 +251,14 @@ test("a compressed file written by the zstd and lz4 tools to disk round-trips th
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("importing pg-rdma loads neither lz4-napi nor the zstd WebAssembly until that method is asked for", () => {
+  const [cmd, args] = moduleCommand("./_compress_lazy.ts", import.meta.url);
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const [atImport, afterLz4, afterZstd] = JSON.parse(r.stdout.trim().split("\n").pop()!) as number[];
+  assert.equal(atImport, 0, "nothing loaded by the import");
+  assert.ok(afterLz4 > 0, "lz4-napi loaded by the first lz4 call");
+  assert.ok(afterZstd > afterLz4, "the zstd package loaded by the first zstd call");
 });
