@@ -44,3 +44,20 @@ export {
   type WebSocketStream,
 } from "./transport/mod.ts";
 export { logicalReplication, type LogicalReplicationOptions, type ReplicationBatch, ReplicationError, snapshotThenStream } from "./replication/mod.ts";
+export {
+  checkCompression,
+  compress,
+  COMPRESSION_EXTENSIONS,
+  COMPRESSION_LEVELS,
+  COMPRESSION_METHODS,
+  CompressionError,
+  type CompressionMethod,
+  type CompressionSpec,
+  compressionTransform,
+  compressStream,
+  decompress,
+  decompressionTransform,
+  decompressStream,
+  detectCompression,
+  parseCompression,
+} from "./compress/mod.ts";

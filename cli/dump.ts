@@ -34,26 +34,27 @@ import {
   type TableProgress,
 } from "../dump/mod.ts";
 import { EXIT, UsageError } from "./_args.ts";
+import { COMPRESSION_EXTENSIONS, parseCompression as parseCompressionSpec } from "../compress/mod.ts";
 import type { CommandContext } from "./_commands.ts";
 import { libraryConnection, openConnection } from "./_connect.ts";
 
 const list = (v: unknown) => (Array.isArray(v) ? (v as string[]) : []);
 
-/** `-Z`: `none`, `gzip`, `gzip:N`, `gzip:level=N`, `zstd`, `lz4` or a bare level 0-9, as pg_dump. */
+/**
+ * `-Z`: `METHOD[:DETAIL]` with METHOD `none`, `gzip`, `lz4` or `zstd` and DETAIL `N` or
+ * `level=N`, or a bare level (0 = none, 1-9 = gzip), as pg_dump 16 (compress/'s rules).
+ */
 export function parseCompression(
   text: string | undefined,
   command: string,
 ): { compression: Compression; level?: number } {
   if (text === undefined) return { compression: "none" };
-  const m = /^(?:(none|gzip|lz4|zstd)(?::(?:level=)?(\d+))?|(\d+))$/.exec(text.trim());
-  if (!m) throw new UsageError(`invalid compression specification "${text}"`, { command });
-  if (m[3] !== undefined) {
-    const level = Number(m[3]);
-    if (level > 9) throw new UsageError(`compression level ${level} is out of range (0-9)`, { command });
-    return level === 0 ? { compression: "none" } : { compression: "gzip", level };
+  try {
+    const spec = parseCompressionSpec(text);
+    return { compression: spec.method, ...(spec.level !== undefined ? { level: spec.level } : {}) };
+  } catch (e) {
+    throw new UsageError((e as Error).message, { command });
   }
-  const level = m[2] === undefined ? undefined : Number(m[2]);
-  return { compression: m[1] as Compression, ...(level !== undefined ? { level } : {}) };
 }
 
 function positiveInt(v: unknown, what: string, command: string): number | undefined {
@@ -181,9 +182,6 @@ async function streamDump(
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new UsageError(`output directory "${dir}" exists and is not empty`, { command: "dump" });
   }
-  if (compression !== "none" && compression !== "gzip") {
-    throw new UsageError(`${compression} compression is not supported (use gzip or none)`, { command: "dump" });
-  }
   const client = await openConnection(ctx);
   const progress = tableProgress(ctx, "dump");
   try {
@@ -219,14 +217,14 @@ async function streamDump(
     mkdirSync(dir, { recursive: true });
     const stop = stopped(ctx.signal);
     for (const [schema, name] of tables) {
-      const base = join(dir, `${schema}.${name}.${STREAM_EXT[format]}${compression === "gzip" ? ".gz" : ""}`);
+      const base = join(dir, `${schema}.${name}.${STREAM_EXT[format]}${COMPRESSION_EXTENSIONS[compression]}`);
       const partial = base + ".partial";
       const fh = await openFile(partial, "w");
       let bytes = 0;
       try {
         const it = exportTable(client, { schema, table: name }, {
           format,
-          ...(compression === "gzip" ? { compression, ...(level !== undefined ? { compressionLevel: level } : {}) } : {}),
+          ...(compression !== "none" ? { compression, ...(level !== undefined ? { compressionLevel: level } : {}) } : {}),
         })[Symbol.asyncIterator]();
         for (;;) {
           const step = await Promise.race([it.next(), stop]);

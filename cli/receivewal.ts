@@ -9,28 +9,26 @@
  */
 import { PostgresError } from "../pg/mod.ts";
 import { createReplicationSlot, dropReplicationSlot, formatLsn, parseLsn } from "../replication/mod.ts";
-import { WalReceiver } from "../replication/wal_receiver.ts";
+import { type WalCompressionMethod, WalReceiver } from "../replication/wal_receiver.ts";
+import { parseCompression } from "../compress/mod.ts";
 import { EXIT, UsageError } from "./_args.ts";
 import type { CommandContext } from "./_commands.ts";
 import { libraryConnection, openConnection } from "./_connect.ts";
 
 const usage = (m: string) => new UsageError(m, { command: "receivewal" });
 
-/** `-Z`: `none`, `gzip`, `gzip:N`, `gzip:level=N`, or a bare level (0 = none), as pg_receivewal. */
-export function parseWalCompression(text: string | undefined): "none" | { method: "gzip"; level?: number } {
+/**
+ * `-Z`: `METHOD[:DETAIL]` with METHOD `none`, `gzip`, `lz4` or `zstd` and DETAIL `N` or
+ * `level=N`, or a bare level (0 = none, 1-9 = gzip), as pg_receivewal 15 (compress/'s rules).
+ */
+export function parseWalCompression(text: string | undefined): "none" | { method: WalCompressionMethod; level?: number } {
   if (text === undefined) return "none";
-  const m = /^(?:(none|gzip|lz4|zstd)(?::(?:level=)?(\d+))?|(\d+))$/.exec(text.trim());
-  if (!m) throw usage(`invalid compression specification "${text}"`);
-  if (m[3] !== undefined) {
-    const level = Number(m[3]);
-    if (level > 9) throw usage(`compression level ${level} is out of range (0-9)`);
-    return level === 0 ? "none" : { method: "gzip", level };
+  try {
+    const spec = parseCompression(text);
+    return spec.method === "none" ? "none" : { method: spec.method, ...(spec.level !== undefined ? { level: spec.level } : {}) };
+  } catch (e) {
+    throw usage((e as Error).message);
   }
-  if (m[1] === "lz4" || m[1] === "zstd") throw usage(`${m[1]} compression is not supported (use gzip or none)`);
-  if (m[1] === "none") return "none";
-  const level = m[2] === undefined ? undefined : Number(m[2]);
-  if (level !== undefined && (level < 1 || level > 9)) throw usage(`gzip level ${level} is out of range (1-9)`);
-  return { method: "gzip", ...(level !== undefined ? { level } : {}) };
 }
 
 /** Runs `pg-rdma receivewal`; resolves to the exit status. */

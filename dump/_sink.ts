@@ -4,25 +4,22 @@
 import { closeSync, createWriteStream, openSync, writeSync, type WriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { once } from "node:events";
-import type { Writable } from "node:stream";
-import { createGzip, type Gzip } from "node:zlib";
+import type { Transform, Writable } from "node:stream";
+import { createGzip } from "node:zlib";
+import { checkCompression as checkLevel, compressionTransform } from "../compress/mod.ts";
 
 /** Compression methods the dump can write. */
 export type Compression = "none" | "gzip" | "zstd" | "lz4";
 
-/** Checks a compression choice; zstd and lz4 have no portable implementation here. */
+/** Checks a compression choice and its level (zstd and lz4 through compress/). */
 export function checkCompression(c: unknown, level?: number): Compression {
   if (c === undefined || c === "none") return "none";
   if (c === "gzip") {
     if (level !== undefined && (!Number.isInteger(level) || level < 0 || level > 9)) throw new RangeError(`gzip compression level must be 0-9, not ${level}`);
     return "gzip";
   }
-  if (c === "zstd" || c === "lz4") {
-    throw new RangeError(
-      `${c} compression is not available: Node 20's zlib has no ${c}, and no maintained pure-JavaScript ${c} compressor is installed; use "gzip" or "none"`,
-    );
-  }
-  throw new RangeError(`unknown compression ${JSON.stringify(c)}: use "none" or "gzip"`);
+  if (c === "zstd" || c === "lz4") return checkLevel(c, level).method as Compression;
+  throw new RangeError(`unknown compression ${JSON.stringify(c)}: use "none", "gzip", "lz4" or "zstd"`);
 }
 
 const BATCH = 256 * 1024;
@@ -134,22 +131,23 @@ function finished(w: Writable): Promise<void> {
 export class FileSink extends Sink {
   readonly path: string;
   #file: WriteStream | number;
-  #gzip: Gzip | undefined;
+  #gzip: Transform | undefined;
   #closed = false;
 
-  private constructor(path: string, file: WriteStream | number, gzip: Gzip | undefined) {
+  private constructor(path: string, file: WriteStream | number, gzip: Transform | undefined) {
     super(gzip ?? file);
     this.path = path;
     this.#file = file;
     this.#gzip = gzip;
   }
 
-  /** Opens `<path>.partial` for writing (through gzip when asked). */
+  /** Opens `<path>.partial` for writing (through gzip, lz4 or zstd when asked). */
   static async open(path: string, compression: Compression = "none", level?: number): Promise<FileSink> {
-    if (compression !== "gzip") return new FileSink(path, openSync(`${path}.partial`, "w", 0o600), undefined);
+    if (compression === "none") return new FileSink(path, openSync(`${path}.partial`, "w", 0o600), undefined);
+    // The compressor first: an lz4/zstd package that cannot load leaves no file behind.
+    const gzip = compression === "gzip" ? createGzip(level === undefined ? {} : { level }) : await compressionTransform(compression, level);
     const file = createWriteStream(`${path}.partial`, { flags: "w", mode: 0o600 });
     await once(file, "open");
-    const gzip = createGzip(level === undefined ? {} : { level });
     gzip.pipe(file);
     return new FileSink(path, file, gzip);
   }

@@ -11,6 +11,7 @@ import { type ConnTarget, copyTable, DumpError, open, type TableProgress, type T
 import { type Catalog, readCatalog, type SelectOptions, type TableData, type TocEntry } from "./_catalog.ts";
 import { commentSafe, qualify, quoteLiteral } from "./_quote.ts";
 import { checkCompression, type Compression, FileSink, Sink } from "./_sink.ts";
+import { COMPRESSION_EXTENSIONS } from "../compress/mod.ts";
 import type { WorkerInit, WorkerTable } from "./_worker.ts";
 
 export { DumpError, type TableProgress, type TableSummary };
@@ -56,7 +57,7 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
   dataOnly?: boolean;
   /** Only the schema (pg_dump's -s). */
   schemaOnly?: boolean;
-  /** Compression of the output (gzip; zstd and lz4 are refused with a clear error). */
+  /** Compression of the output: gzip (level 0-9), lz4 (0-1) or zstd (1-22); see compress/. */
   compression?: Compression;
   compressionLevel?: number;
   /** Called per table: at its start, about every MiB, and when done (`done: true`). A returned promise is awaited. */
@@ -271,7 +272,7 @@ async function writeDirectory(
   const dir = o.file!;
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if ((await readdir(dir)).length) throw new DumpError(`directory ${dir} exists and is not empty`);
-  const ext = compression === "gzip" ? ".dat.gz" : ".dat";
+  const ext = `.dat${COMPRESSION_EXTENSIONS[compression]}`;
   // Largest first over the pool, so one big table does not start last and finish alone.
   const order = tables.map((t, i) => ({ t, i })).sort((a, b) => b.t.estimatedBytes - a.t.estimatedBytes || b.t.estimatedRows - a.t.estimatedRows || a.i - b.i);
   const results: TableSummary[] = new Array(tables.length);

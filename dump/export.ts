@@ -1,11 +1,12 @@
 // Stream formats for pipelines: one table (or query) as CSV, COPY text, binary COPY, NDJSON or
-// MessagePack, as an async iterator of byte chunks, optionally gzip-compressed.
+// MessagePack, as an async iterator of byte chunks, optionally compressed (gzip, lz4, zstd).
 import { Packr } from "msgpackr";
 import { Readable } from "node:stream";
 import { createGzip } from "node:zlib";
 import type { Client } from "../pg/mod.ts";
 import { qualify, quoteIdent } from "./_quote.ts";
 import { checkCompression, type Compression } from "./_sink.ts";
+import { compressStream } from "../compress/mod.ts";
 
 /** Stream formats of {@link exportTable}. */
 export const EXPORT_FORMATS = ["text", "csv", "binary", "ndjson", "msgpack"] as const;
@@ -19,7 +20,7 @@ export interface ExportOptions {
   columns?: readonly string[];
   /** CSV: a header line (default true). */
   header?: boolean;
-  /** gzip the stream (zstd and lz4 are refused with a clear error). */
+  /** Compress the stream: gzip (level 0-9), lz4 (0-1) or zstd (1-22), one standard stream. */
   compression?: Compression;
   compressionLevel?: number;
 }
@@ -69,6 +70,7 @@ export function exportTable(client: Client, table: { schema: string; table: stri
       source = msgpack(client, `SELECT ${selectList} FROM ${target}`);
       break;
   }
+  if (compression === "lz4" || compression === "zstd") return compressStream(source, compression, options.compressionLevel);
   return compression === "gzip" ? gzip(source, options.compressionLevel) : source;
 }
 

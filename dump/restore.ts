@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
+import { decompressionTransform } from "../compress/mod.ts";
 import { type Client, connect, type ConnectOptions, type ConnInfo } from "../pg/mod.ts";
 import type { TocEntry } from "./_catalog.ts";
 import { qualify } from "./_quote.ts";
@@ -120,6 +121,7 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
         await progress(false, 0);
         let src: Readable = createReadStream(join(dir, d.file), { highWaterMark: 256 * 1024 });
         if (d.file.endsWith(".gz")) src = src.pipe(createGunzip());
+        else if (d.file.endsWith(".lz4") || d.file.endsWith(".zst")) src = src.pipe(await decompressionTransform(d.file.endsWith(".lz4") ? "lz4" : "zstd"));
         try {
           const r = await c.copyFrom(`COPY ${target} ${d.columns} FROM STDIN`, src);
           rows += r.rowCount ?? 0;

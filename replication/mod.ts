@@ -129,6 +129,7 @@ export {
   type StreamWalOptions,
   type WalChunk,
   WalReceiver,
+  type WalCompressionMethod,
   type WalReceiverOptions,
   type WalReceiverResult,
   WalStream,

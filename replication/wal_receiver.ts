@@ -27,6 +27,7 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { gzip } from "node:zlib";
+import { checkCompression, compress, COMPRESSION_EXTENSIONS } from "../compress/mod.ts";
 import { formatLsn } from "./_pgoutput.ts";
 import { PhysicalStream, type PhysicalStreamOptions, type StartContext } from "./_wal_stream.ts";
 import { ReplicationError } from "./_slots.ts";
@@ -50,8 +51,12 @@ export interface WalReceiverOptions extends PhysicalStreamOptions {
    * (pg_receivewal `--synchronous`).
    */
   synchronous?: boolean;
-  /** Compress completed segments into `<name>.gz` (level 1-9, default 6). lz4/zstd: not supported. */
-  compression?: "none" | "gzip" | { method: "gzip"; level?: number };
+  /**
+   * Compress completed segments into `<name>.gz` (gzip level 1-9, default 6), `<name>.lz4` (LZ4
+   * frame, levels 0-1: fast mode only) or `<name>.zst` (zstd level 1-22, default 3), as
+   * pg_receivewal `--compress`; `gunzip`, `lz4 -d` and `zstd -d` restore the segment.
+   */
+  compression?: "none" | WalCompressionMethod | { method: WalCompressionMethod; level?: number };
   /** Suffix of segments being written; "" writes them under their final name (as base backups do). Default ".partial". */
   partialSuffix?: string;
   /** fsync files and the directory (default true; false is pg_receivewal `--no-sync`). */
@@ -61,6 +66,9 @@ export interface WalReceiverOptions extends PhysicalStreamOptions {
   /** Called when streaming starts (on every connection) with the start position. */
   onStart?: (position: { lsn: bigint; timeline: number }) => void;
 }
+
+/** Compression methods of completed segments. */
+export type WalCompressionMethod = "gzip" | "lz4" | "zstd";
 
 /** How a {@link WalReceiver.run} ended. */
 export interface WalReceiverResult {
@@ -109,7 +117,7 @@ class SegmentWriter {
   #segSize: number;
   #suffix: string;
   #sync: boolean;
-  #gzipLevel: number | undefined;
+  #compression: { method: WalCompressionMethod; level: number } | undefined;
   #fd: number | undefined;
   #name = "";
   #tli = 0;
@@ -119,12 +127,12 @@ class SegmentWriter {
   completed = 0;
   onSegment: WalReceiverOptions["onSegment"];
 
-  constructor(dir: string, segSize: number, suffix: string, sync: boolean, gzipLevel: number | undefined) {
+  constructor(dir: string, segSize: number, suffix: string, sync: boolean, compression: { method: WalCompressionMethod; level: number } | undefined) {
     this.#dir = dir;
     this.#segSize = segSize;
     this.#suffix = suffix;
     this.#sync = sync;
-    this.#gzipLevel = gzipLevel;
+    this.#compression = compression;
   }
 
   get open(): boolean {
@@ -191,16 +199,21 @@ class SegmentWriter {
     closeSync(fd);
     const from = join(this.#dir, this.#name + this.#suffix);
     const to = join(this.#dir, this.#name);
-    if (this.#gzipLevel !== undefined) {
-      const gz = await gzipAsync(readFileSync(from), this.#gzipLevel);
-      const tmp = `${to}.gz.partial`;
+    const z = this.#compression;
+    if (z !== undefined) {
+      // gzip runs on zlib's thread pool; lz4/zstd run here in 1 MiB pieces between which
+      // the event loop turns (status updates and keepalives go on).
+      const raw = readFileSync(from);
+      const gz = z.method === "gzip" ? await gzipAsync(raw, z.level) : await compress(raw, z.method, z.level);
+      const ext = COMPRESSION_EXTENSIONS[z.method];
+      const tmp = `${to}${ext}.partial`;
       writeFileSync(tmp, gz, { mode: 0o600 });
       if (this.#sync) {
         const f = openSync(tmp, "r+");
         fsyncSync(f);
         closeSync(f);
       }
-      renameSync(tmp, `${to}.gz`);
+      renameSync(tmp, `${to}${ext}`);
       unlinkSync(from);
     } else if (from !== to) renameSync(from, to);
     if (this.#sync) fsyncDir(this.#dir);
@@ -234,15 +247,14 @@ class SegmentWriter {
   }
 }
 
-function gzipLevelOf(c: WalReceiverOptions["compression"]): number | undefined {
+function compressionOf(c: WalReceiverOptions["compression"]): { method: WalCompressionMethod; level: number } | undefined {
   if (c === undefined || c === "none") return undefined;
-  if (c === "gzip") return 6;
-  if (typeof c === "object" && c && c.method === "gzip") {
-    const level = c.level ?? 6;
-    if (!Number.isInteger(level) || level < 1 || level > 9) throw new RangeError(`gzip level must be 1-9, got ${level}`);
-    return level;
+  const [method, level] = typeof c === "object" && c ? [c.method, c.level] : [c, undefined];
+  if (method !== "gzip" && method !== "lz4" && method !== "zstd") {
+    throw new TypeError(`compression must be "none", "gzip", "lz4", "zstd" or { method, level }, got ${JSON.stringify(c)}`);
   }
-  throw new TypeError(`compression must be "none" or "gzip" (lz4 and zstd need native libraries), got ${JSON.stringify(c)}`);
+  const spec = checkCompression(method, level);
+  return spec.method === "none" ? undefined : { method, level: spec.level };
 }
 
 function checkLsn(v: unknown, name: string): bigint | undefined {
@@ -268,14 +280,14 @@ function checkLsn(v: unknown, name: string): bigint | undefined {
 export class WalReceiver {
   #o: WalReceiverOptions;
   #stream: PhysicalStream;
-  #gzipLevel: number | undefined;
+  #compression: { method: WalCompressionMethod; level: number } | undefined;
   #endpos: bigint | undefined;
   #running = false;
 
   constructor(options: WalReceiverOptions) {
     if (!options || typeof options !== "object") throw new TypeError("WalReceiver needs options");
     if (typeof options.directory !== "string" || options.directory === "") throw new TypeError("directory must be a path");
-    this.#gzipLevel = gzipLevelOf(options.compression);
+    this.#compression = compressionOf(options.compression);
     this.#endpos = checkLsn(options.endpos, "endpos");
     checkLsn(options.startLsn, "startLsn");
     if (options.partialSuffix !== undefined && (typeof options.partialSuffix !== "string" || options.partialSuffix.includes("/"))) {
@@ -315,7 +327,7 @@ export class WalReceiver {
     let syncError: unknown;
     const start = (ctx: StartContext) => {
       writer?.close(); // a reconnect: the open segment stays .partial and is re-fetched
-      writer ??= new SegmentWriter(o.directory, ctx.segmentSize, o.partialSuffix ?? ".partial", o.sync ?? true, this.#gzipLevel);
+      writer ??= new SegmentWriter(o.directory, ctx.segmentSize, o.partialSuffix ?? ".partial", o.sync ?? true, this.#compression);
       writer.onSegment = o.onSegment;
       const seg = BigInt(ctx.segmentSize);
       const found = findStreamingStart(o.directory, ctx.segmentSize);

@@ -101,10 +101,10 @@ for (const v of VERSIONS) {
   });
 }
 
-test("receivewal refuses lz4 compression and a bad -E with usage errors (exit 2)", async () => {
-  const z = await receivewal(undefined, ["-D", "/tmp/x", "-Z", "lz4"]);
+test("receivewal refuses an LZ4 HC level and a bad -E with usage errors (exit 2)", async () => {
+  const z = await receivewal(undefined, ["-D", "/tmp/x", "-Z", "lz4:9"]);
   assert.equal(z.code, 2);
-  assert.match(z.err, /lz4 compression is not supported/);
+  assert.match(z.err, /lz4 compression level must be an integer 0-1, got 9/);
   const e = await receivewal(undefined, ["-D", "/tmp/x", "-E", "zz"]);
   assert.equal(e.code, 2);
   assert.match(e.err, /could not parse end position "zz"/);

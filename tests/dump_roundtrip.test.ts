@@ -290,8 +290,8 @@ test("dump() warns by name about object kinds it does not cover (PostgreSQL 18)"
   }
 });
 
-test("dump() refuses zstd and lz4 with a clear error, and bad options with TypeError/RangeError", async () => {
-  await assert.rejects(dump("host=/nonexistent", { file: join(work, "x.sql"), compression: "zstd" }), { name: "RangeError", message: /zstd compression is not available/ });
+test("dump() refuses a bad zstd level with a clear error, and bad options with TypeError/RangeError", async () => {
+  await assert.rejects(dump("host=/nonexistent", { file: join(work, "x.sql"), compression: "zstd", compressionLevel: 0 }), { name: "RangeError", message: /zstd compression level must be/ });
   await assert.rejects(dump("host=/nonexistent", { file: join(work, "x.sql"), jobs: 2 }), { name: "RangeError", message: /directory format/ });
   await assert.rejects(dump("host=/nonexistent", { format: "directory" }), { name: "TypeError" });
   await assert.rejects(dump("host=/nonexistent", { file: "x", dataOnly: true, schemaOnly: true }), RangeError);
