@@ -408,6 +408,8 @@ export class PgoutputDecoder {
   #viewOf: ArrayBufferLike | undefined = undefined;
   /** Offset of the message in `#view` (messages are usually views into one receive buffer). */
   #base = 0;
+  /** Where the message starts in `#bytes` (#pos and #end are absolute; errors report relative offsets). */
+  #start = 0;
   #pos = 0;
   #end = 0;
   #kind = 0;
@@ -441,27 +443,33 @@ export class PgoutputDecoder {
   }
 
   /**
-   * Decodes one pgoutput message. Throws {@link ReplicationDecodeError} for malformed or truncated
-   * input; the decoder's state is then unchanged except for what earlier messages set.
+   * Decodes one pgoutput message: `message[start, end)` (default: all of it), so that a caller
+   * holding a whole XLogData frame need not make a view of its payload first. Throws
+   * {@link ReplicationDecodeError} (offsets relative to `start`) for malformed or truncated input;
+   * the decoder's state is then unchanged except for what earlier messages set.
    */
-  decode(message: Uint8Array): PgoutputEvent {
+  decode(message: Uint8Array, start = 0, end: number = message?.length): PgoutputEvent {
     if (!(message instanceof Uint8Array)) throw new TypeError("PgoutputDecoder.decode(): expected a Uint8Array");
+    if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= message.length)) {
+      throw new RangeError(`PgoutputDecoder.decode(): [${start}, ${end}) is not a range of the ${message.length}-byte message`);
+    }
     this.#bytes = message;
     if (message.buffer !== this.#viewOf) {
       this.#view = new DataView(message.buffer);
       this.#viewOf = message.buffer;
     }
     this.#base = message.byteOffset;
-    this.#pos = 1;
-    this.#end = message.length;
-    if (message.length === 0) throw new ReplicationDecodeError("pgoutput", 0, "empty message");
-    const kind = this.#kind = message[0];
+    this.#start = start;
+    this.#pos = start + 1;
+    this.#end = end;
+    if (end === start) throw new ReplicationDecodeError("pgoutput", 0, "empty message");
+    const kind = this.#kind = message[start];
     let ev: PgoutputEvent;
     try {
       ev = this.#dispatch(kind);
     } catch (e) {
       if (e instanceof ReplicationDecodeError) throw e;
-      throw new ReplicationDecodeError(this.#name(), this.#pos, e instanceof Error ? e.message : String(e), { cause: e });
+      throw new ReplicationDecodeError(this.#name(), this.#pos - start, e instanceof Error ? e.message : String(e), { cause: e });
     }
     if (this.#pos !== this.#end) this.#fail(`${this.#end - this.#pos} unexpected trailing bytes`);
     // State changes only once the whole message proved valid.
@@ -574,14 +582,14 @@ export class PgoutputDecoder {
       }
       case 0x53: { // S: Int32 xid, Int8 first_segment
         this.#since(2);
-        if (this.#streamXid !== undefined) this.#fail(`stream of xid ${this.#streamXid} is still open`, 0);
+        if (this.#streamXid !== undefined) this.#fail(`stream of xid ${this.#streamXid} is still open`, this.#start);
         const xid = this.#u32();
         const firstSegment = this.#u8() === 1;
         return { type: "streamStart", xid, firstSegment };
       }
       case 0x45: // E: no fields
         this.#since(2);
-        if (this.#streamXid === undefined) this.#fail("no stream is open", 0);
+        if (this.#streamXid === undefined) this.#fail("no stream is open", this.#start);
         return { type: "streamStop" };
       case 0x63: { // c: Int32 xid, Int8 flags, Int64 commit_lsn, Int64 end_lsn, Int64 commit_ts
         this.#since(2);
@@ -702,7 +710,7 @@ export class PgoutputDecoder {
         pos += len;
         value = kind === 0x74
           ? values.text(col.typeOid, decodeUtf8(bytes, start, pos))
-          : values.binary(col.typeOid, bytes.subarray(start, pos));
+          : values.binary(col.typeOid, new Uint8Array(bytes.buffer, base + start, len));
       } else if (kind === 0x6e) { // n
         // In a key tuple, nulls in non-key columns only mean "not part of the key".
         if (keyOnly && !col.key) continue;
@@ -737,7 +745,7 @@ export class PgoutputDecoder {
   }
 
   #since(version: number): void {
-    if (this.#proto < version) this.#fail(`needs proto_version ${version} or later (decoder set to ${this.#proto})`, 0);
+    if (this.#proto < version) this.#fail(`needs proto_version ${version} or later (decoder set to ${this.#proto})`, this.#start);
   }
 
   #expect(byte: number, what: string): void {
@@ -798,7 +806,7 @@ export class PgoutputDecoder {
   }
 
   #fail(detail: string, offset = this.#pos): never {
-    throw new ReplicationDecodeError(this.#name(), offset, detail);
+    throw new ReplicationDecodeError(this.#name(), offset - this.#start, detail);
   }
 }
 

@@ -241,3 +241,38 @@ export function parseWal2json(row: string | Uint8Array): unknown {
     throw new ReplicationDecodeError("wal2json", at ? Number(at[1]) : 0, `invalid JSON: ${(e as Error).message}`, { cause: e });
   }
 }
+
+/**
+ * One change of `wal2json` format-version 2 (one JSON document per change), as the consumer
+ * delivers it with `plugin: "wal2json"`. Only `action` is always present; the other fields depend
+ * on the action and on wal2json's options (`include-xids`, `include-timestamp`, `include-lsn`, ...).
+ */
+export interface Wal2jsonEvent {
+  /** B begin, C commit, I insert, U update, D delete, T truncate, M logical message. */
+  action: "B" | "C" | "I" | "U" | "D" | "T" | "M";
+  xid?: number;
+  timestamp?: string;
+  lsn?: string;
+  nextlsn?: string;
+  schema?: string;
+  table?: string;
+  columns?: { name: string; type: string; value: unknown }[];
+  identity?: { name: string; type: string; value: unknown }[];
+  /** M: whether the message was emitted inside a transaction. */
+  transactional?: boolean;
+  prefix?: string;
+  content?: string;
+  [field: string]: unknown;
+}
+
+const WAL2JSON_ACTIONS = new Set(["B", "C", "I", "U", "D", "T", "M"]);
+
+/** {@link parseWal2json} of a format-version 2 row, checked to be one change object. */
+export function parseWal2jsonChange(row: string | Uint8Array): Wal2jsonEvent {
+  const v = parseWal2json(row) as Wal2jsonEvent | null;
+  if (v === null || typeof v !== "object" || Array.isArray(v) || !WAL2JSON_ACTIONS.has(v.action)) {
+    const what = v !== null && typeof v === "object" && !Array.isArray(v) ? `action ${JSON.stringify(v.action)}` : typeof v;
+    throw new ReplicationDecodeError("wal2json", 0, `expected a format-version 2 change object, got ${what}`);
+  }
+  return v;
+}

@@ -28,6 +28,7 @@ import { resolveConnInfo } from "../pg/conninfo.ts";
 import { decodeBinary, decodeText } from "../pg/types.ts";
 import { type BeginEvent, type BeginPrepareEvent, formatLsn, PgoutputDecoder, type PgoutputEvent, type ValueDecoder } from "./_pgoutput.ts";
 import { decodeReplicationMessage, encodeStandbyStatus } from "./_protocol.ts";
+import { parseTestDecoding, parseWal2jsonChange, type TestDecodingEvent, type Wal2jsonEvent } from "./_plugins.ts";
 import { checkSlotName, createReplicationSlot, quoteIdent, quoteLiteral, ReplicationError, serverVersionNum } from "./_slots.ts";
 
 /** Values decoded like query results (pg/types.ts): numbers, Dates, arrays, JSON, ... */
@@ -41,10 +42,23 @@ export interface LogicalReplicationOptions {
   connectOptions?: ConnectOptions;
   /** The slot to stream from (`primary_slot_name`). */
   slot: string;
-  /** Create the slot first if it does not exist (pgoutput). `temporary` needs `retryInterval: null`. */
+  /** Create the slot first if it does not exist (with `plugin`). `temporary` needs `retryInterval: null`. */
   createSlot?: boolean | { temporary?: boolean; twoPhase?: boolean; failover?: boolean };
-  /** pgoutput `publication_names`. */
-  publications: readonly string[];
+  /**
+   * The slot's output plugin (a slot decodes with the plugin it was created with; a mismatch is
+   * refused when connecting). Default `"pgoutput"`, whose options are the ones below. Others:
+   * - `"test_decoding"`: events are {@link TestDecodingEvent}s (one text row each, parsed);
+   * - `"wal2json"`: events are {@link Wal2jsonEvent}s; streamed with `format-version` 2 (one
+   *   JSON document per change, so transactions of any size arrive in bounded chunks).
+   *
+   * With either, a final batch's `endLsn` is the position of its commit (or prepare) as the
+   * walsender reports it, and `applyDelay` and pgoutput's options are refused.
+   */
+  plugin?: "pgoutput" | "test_decoding" | "wal2json";
+  /** Options passed to a plugin other than pgoutput, e.g. `{ "include-timestamp": "1" }`. */
+  pluginOptions?: Record<string, string>;
+  /** pgoutput `publication_names` (required with pgoutput, refused with other plugins). */
+  publications?: readonly string[];
   /** pgoutput `proto_version`; default by server version: 14 → 2, 15 → 3, 16+ → 4. */
   protoVersion?: 1 | 2 | 3 | 4;
   /** pgoutput `binary`: values in binary format (decoded by `types`). */
@@ -103,8 +117,12 @@ export interface LogicalReplicationOptions {
  */
 export type BatchKind = "transaction" | "prepare" | "stream" | "commitPrepared" | "rollbackPrepared" | "message";
 
-/** One delivered piece of the change stream. Call `ack()` once it is durably handled. */
-export interface ReplicationBatch {
+/**
+ * One delivered piece of the change stream. Call `ack()` once it is durably handled. `E` is the
+ * event type of the slot's plugin: {@link PgoutputEvent} (default), {@link TestDecodingEvent} or
+ * {@link Wal2jsonEvent}.
+ */
+export interface ReplicationBatch<E = PgoutputEvent> {
   kind: BatchKind;
   /** The transaction's xid (undefined for a non-transactional message). */
   xid: number | undefined;
@@ -112,7 +130,7 @@ export interface ReplicationBatch {
    * The decoded events in order, including the bracketing ones (begin/commit, stream
    * start/stop/commit, ...), ready for the encoders of replication/encode.ts.
    */
-  events: PgoutputEvent[];
+  events: E[];
   /** Whether this chunk ends its transaction (or two-phase step). */
   final: boolean;
   /** What `ack()` confirms when `final`: Commit/Prepare `end_lsn`; undefined when nothing. */
@@ -142,7 +160,10 @@ export interface ReplicationStats {
   statusUpdates: number;
 }
 
-const DATA_EVENTS = new Set(["insert", "update", "delete", "truncate", "message"]);
+/** Output plugins the consumer understands. */
+const PLUGINS = ["pgoutput", "test_decoding", "wal2json"] as const;
+/** What a plugin event means for batching (the pgoutput path switches on the event type itself). */
+type Role = "begin" | "commit" | "change" | "message" | "streamStart" | "streamStop" | "streamEnd" | "streamAbort";
 const RETRYABLE_SQLSTATE = /^(08|57P0[123]|55006|53300|53400)/;
 /** The `cause` of a receiver timeout (retryable). */
 const RECEIVER_TIMEOUT = "receiverTimeout";
@@ -158,7 +179,7 @@ interface Pending {
  * A running logical replication stream; async-iterate it for {@link ReplicationBatch}es.
  * Iterating once only. Stop with {@link LogicalReplicationStream.close}, `signal`, or `break`.
  */
-export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch> {
+export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterable<ReplicationBatch<E>> {
   #o: Resolved;
   #client: Client | undefined;
   #copy: CopyBoth | undefined;
@@ -196,10 +217,10 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
     return this.#versionNum;
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<ReplicationBatch> {
+  [Symbol.asyncIterator](): AsyncIterator<ReplicationBatch<E>> {
     if (this.#started) throw new TypeError("a LogicalReplicationStream can be iterated only once");
     this.#started = true;
-    return this.#run();
+    return this.#run() as AsyncGenerator<ReplicationBatch<E>>;
   }
 
   /** Stops streaming: sends a last status update and closes the connection. Idempotent. */
@@ -273,13 +294,21 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
     try {
       if (this.#closed) throw new ReplicationError("closed");
       this.#versionNum = serverVersionNum(client);
+      if (o.origin && this.#versionNum < 160000) {
+        throw new RangeError(`options.origin needs PostgreSQL 16 or later (pgoutput has no origin option before 16; the server is ${this.#versionNum})`);
+      }
+      const slotRow = await client.simpleQuery(`SELECT plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(o.slot)}`);
+      const slotPlugin = slotRow[0].rows[0]?.plugin as string | null | undefined;
+      if (slotPlugin !== undefined && slotPlugin !== o.plugin) {
+        // The slot decides the plugin: its output would not parse as what the caller expects.
+        throw new ReplicationError(`slot ${o.slot} decodes with ${slotPlugin ?? "no plugin (physical slot)"}, not ${o.plugin}: pass plugin: ${JSON.stringify(slotPlugin)}`);
+      }
       if (o.createSlot) {
-        const exists = await client.simpleQuery(`SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = ${quoteLiteral(o.slot)}`);
-        if (exists[0].rows.length === 0) {
+        if (slotPlugin === undefined) {
           const cs = typeof o.createSlot === "object" ? o.createSlot : {};
           const created = await createReplicationSlot(client, o.slot, {
             kind: "logical",
-            plugin: "pgoutput",
+            plugin: o.plugin,
             snapshot: "nothing",
             temporary: cs.temporary,
             twoPhase: cs.twoPhase,
@@ -288,6 +317,17 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
           if (this.#acked === 0n) this.#acked = created.consistentPoint;
         }
       }
+      if (o.plugin !== "pgoutput") {
+        const pluginOpts: Record<string, string> = { ...(o.plugin === "wal2json" ? { "include-xids": "1" } : {}), ...o.pluginOptions };
+        // One document per change: format-version 1 makes a transaction one unbounded document.
+        if (o.plugin === "wal2json") pluginOpts["format-version"] = "2";
+        const list = Object.entries(pluginOpts).map(([k, v]) => `${quoteIdent(k)} ${quoteLiteral(v)}`).join(", ");
+        const copy = client.copyBoth(`START_REPLICATION SLOT ${quoteIdent(o.slot)} LOGICAL ${formatLsn(this.#acked)}${list ? ` (${list})` : ""}`, {
+          highWaterMark: 1024,
+        });
+        await copy.started();
+        return copy;
+      }
       const proto = o.protoVersion ?? (this.#versionNum >= 160000 ? 4 : this.#versionNum >= 150000 ? 3 : this.#versionNum >= 140000 ? 2 : 1);
       const streaming = o.streaming ?? (proto >= 4 ? "parallel" : proto >= 2 ? "on" : "off");
       if (streaming === "parallel" && proto < 4) throw new RangeError('streaming: "parallel" needs protoVersion 4 (PostgreSQL 16+)');
@@ -295,7 +335,7 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
       if (o.twoPhase && proto < 3) throw new RangeError("twoPhase needs protoVersion 3 or later (PostgreSQL 15+)");
       const opts = [
         `proto_version '${proto}'`,
-        `publication_names ${quoteLiteral(o.publications.map(quoteIdent).join(","))}`,
+        `publication_names ${quoteLiteral(o.publications!.map(quoteIdent).join(","))}`,
       ];
       if (o.binary) opts.push("binary 'true'");
       if (o.messages) opts.push("messages 'true'");
@@ -337,7 +377,7 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
     });
   }
 
-  async *#run(): AsyncGenerator<ReplicationBatch> {
+  async *#run(): AsyncGenerator<ReplicationBatch<unknown>> {
     const o = this.#o;
     let failures = 0;
     try {
@@ -386,16 +426,18 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
   }
 
   /** Reads one connection's stream and yields batches; returns when the server ends the copy. */
-  async *#consume(copy: CopyBoth, onData: () => void): AsyncGenerator<ReplicationBatch> {
+  async *#consume(copy: CopyBoth, onData: () => void): AsyncGenerator<ReplicationBatch<unknown>> {
     const o = this.#o;
+    const pgoutput = o.plugin === "pgoutput";
     const decoder = new PgoutputDecoder({ types: o.types, protoVersion: this.#protoVersion });
+    const parse = o.plugin === "wal2json" ? parseWal2jsonChange : parseTestDecoding;
     const generation = this.#generation;
     const it = copy[Symbol.asyncIterator]();
     const max = o.maxChunkEvents;
     const maxBytes = o.maxChunkBytes;
     let size = 0; // wire bytes of the events in the open chunk
     // The open unit: a transaction (non-streamed) or a streamed block.
-    let events: PgoutputEvent[] = [];
+    let events: unknown[] = [];
     let kind: BatchKind | undefined;
     let xid: number | undefined;
     let commitTime: Date | undefined;
@@ -403,10 +445,10 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
     let streamXid: number | undefined;
     let delayed = false; // applyDelay already waited for this transaction
 
-    const make = (final: boolean, endLsn: bigint | undefined): ReplicationBatch => {
+    const make = (final: boolean, endLsn: bigint | undefined): ReplicationBatch<unknown> => {
       const p: Pending | undefined = final && endLsn !== undefined ? { end: endLsn, acked: false } : undefined;
       if (p) this.#pending.push(p);
-      const batch: ReplicationBatch = {
+      const batch: ReplicationBatch<unknown> = {
         kind: kind!,
         xid,
         events,
@@ -473,16 +515,72 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
         }
         if (raw.length < 25) decodeReplicationMessage(raw); // throws: XLogData shorter than its header
         onData();
-        // XLogData w: 25-byte header (its LSNs are the record's; the consumer needs none of them),
-        // then one pgoutput message. One plain Uint8Array view, no copy: the socket hands Node
-        // Buffers, whose slice() does not copy, so the decoder's copies of binary values would
-        // otherwise alias the receive buffer.
-        const data = new Uint8Array(raw.buffer, raw.byteOffset + 25, raw.length - 25);
+        // XLogData w: 25-byte header, then one message of the plugin. The decoder reads the
+        // payload in place (no view, no copy) and copies whatever it keeps.
+        const length = raw.length - 25;
         this.stats.messages++;
-        this.stats.bytes += data.length;
-        size += data.length;
-        const e = decoder.decode(data);
-        if (DATA_EVENTS.has(e.type)) this.stats.changes++;
+        this.stats.bytes += length;
+        size += length;
+        if (!pgoutput) {
+          // Other plugins: the header's dataStart is the record's position as the walsender
+          // reports it; for a commit (or prepare) it is the transaction's end_lsn, the position to
+          // confirm (what pg_recvlogical confirms too).
+          const at = new DataView(raw.buffer, raw.byteOffset + 1, 8).getBigUint64(0);
+          const ev = parse(new Uint8Array(raw.buffer, raw.byteOffset + 25, length));
+          const role = pluginRole(ev);
+          if (role === "change" || role === "message") this.stats.changes++;
+          switch (role) {
+            case "begin":
+              kind = "transaction";
+              xid = pluginXid(ev);
+              commitTime = undefined;
+              openTx = true;
+              events.push(ev);
+              break;
+            case "commit":
+              // COMMIT PREPARED / ROLLBACK PREPARED come without a BEGIN.
+              kind = pluginKind(ev);
+              if (!openTx) xid = pluginXid(ev);
+              events.push(ev);
+              openTx = false;
+              yield make(true, at);
+              break;
+            case "streamStart":
+              kind = "stream";
+              xid = pluginXid(ev);
+              streamXid = xid ?? -1;
+              events.push(ev);
+              break;
+            case "streamStop":
+              events.push(ev);
+              streamXid = undefined;
+              yield make(false, undefined);
+              break;
+            case "streamEnd":
+            case "streamAbort":
+              kind = "stream";
+              xid = pluginXid(ev);
+              events.push(ev);
+              yield make(role === "streamEnd", role === "streamEnd" ? at : undefined);
+              break;
+            case "message":
+              if (!openTx && streamXid === undefined) {
+                kind = "message";
+                xid = undefined;
+                events.push(ev);
+                yield make(true, at + 1n); // confirming past it keeps it from coming again
+                break;
+              }
+              events.push(ev);
+              if (events.length >= max || size >= maxBytes) yield make(false, undefined);
+              break;
+            default:
+              events.push(ev);
+              if (events.length >= max || size >= maxBytes) yield make(false, undefined);
+          }
+          continue;
+        }
+        const e = decoder.decode(raw, 25, raw.length);
         switch (e.type) {
           case "begin":
           case "beginPrepare":
@@ -539,14 +637,17 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
               kind = "message";
               xid = undefined;
               commitTime = undefined;
+              this.stats.changes++;
               events.push(e);
               yield make(true, e.lsn + 1n);
               break;
             }
+            this.stats.changes++;
             events.push(e);
             if (events.length >= max || size >= maxBytes) yield make(false, undefined);
             break;
           default:
+            if (e.type === "insert" || e.type === "update" || e.type === "delete" || e.type === "truncate") this.stats.changes++;
             events.push(e);
             if (events.length >= max || size >= maxBytes) {
               if (openTx) await delay();
@@ -560,12 +661,54 @@ export class LogicalReplicationStream implements AsyncIterable<ReplicationBatch>
   }
 }
 
+/** What a test_decoding or wal2json (format-version 2) event means for batching. */
+function pluginRole(ev: unknown): Role {
+  const w = ev as { action?: string; type?: string };
+  if (w.action !== undefined) {
+    return w.action === "B" ? "begin" : w.action === "C" ? "commit" : w.action === "M" ? "message" : "change";
+  }
+  switch (w.type) {
+    case "begin":
+      return "begin";
+    case "commit":
+    case "prepare":
+    case "commitPrepared":
+    case "rollbackPrepared":
+      return "commit";
+    case "message":
+      return "message";
+    case "streamStart":
+      return "streamStart";
+    case "streamStop":
+      return "streamStop";
+    case "streamCommit":
+    case "streamPrepare":
+      return "streamEnd";
+    case "streamAbort":
+      return "streamAbort";
+    default:
+      return "change";
+  }
+}
+
+/** The batch kind a plugin event of role "commit" ends. */
+function pluginKind(ev: unknown): BatchKind {
+  const t = (ev as { type?: string }).type;
+  return t === "prepare" || t === "commitPrepared" || t === "rollbackPrepared" ? t : "transaction";
+}
+
+function pluginXid(ev: unknown): number | undefined {
+  const x = (ev as { xid?: unknown }).xid;
+  return typeof x === "number" ? x : undefined;
+}
+
 function wrap(e: unknown, slot: string): Error {
   return e instanceof PostgresError ? e : new ReplicationError(`logical replication from slot ${slot} failed: ${(e as Error)?.message ?? e}`, { cause: e });
 }
 
 /** Options with defaults applied (retryInterval null = no reconnect). */
 type Resolved = LogicalReplicationOptions & {
+  plugin: (typeof PLUGINS)[number];
   types: ValueDecoder;
   maxChunkEvents: number;
   maxChunkBytes: number;
@@ -583,8 +726,27 @@ function validate(options: LogicalReplicationOptions): Resolved {
     throw new TypeError("options.connection must be a connection string or a keyword record");
   }
   checkSlotName(o.slot, "options.slot");
-  if (!Array.isArray(o.publications) || o.publications.length === 0 || o.publications.some((p) => typeof p !== "string" || p === "")) {
-    throw new TypeError("options.publications must be a non-empty array of publication names");
+  const plugin = o.plugin ?? "pgoutput";
+  if (!PLUGINS.includes(plugin)) throw new TypeError(`options.plugin must be one of ${PLUGINS.join(", ")}, got ${JSON.stringify(plugin)}`);
+  if (plugin === "pgoutput") {
+    if (!Array.isArray(o.publications) || o.publications.length === 0 || o.publications.some((p) => typeof p !== "string" || p === "")) {
+      throw new TypeError("options.publications must be a non-empty array of publication names");
+    }
+    if (o.pluginOptions !== undefined) throw new TypeError("options.pluginOptions is for plugins other than pgoutput (pgoutput's options have their own fields)");
+  } else {
+    const pgoutputOnly = (["publications", "protoVersion", "binary", "messages", "streaming", "twoPhase", "origin", "types"] as const).filter((k) => o[k] !== undefined);
+    if (pgoutputOnly.length) throw new TypeError(`options.${pgoutputOnly[0]} is a pgoutput option; plugin ${plugin} takes pluginOptions`);
+    if (o.applyDelay) throw new TypeError(`options.applyDelay needs pgoutput (plugin ${plugin} does not always report commit times)`);
+    const po = o.pluginOptions;
+    if (po !== undefined && (po === null || typeof po !== "object" || Object.values(po).some((v) => typeof v !== "string"))) {
+      throw new TypeError("options.pluginOptions must be a record of string values");
+    }
+    if (plugin === "wal2json" && po?.["format-version"] !== undefined && po["format-version"] !== "2") {
+      throw new RangeError("wal2json is streamed with format-version 2 (one document per change); format-version 1 makes a transaction one unbounded document");
+    }
+    if (plugin === "wal2json" && po?.["include-transaction"] !== undefined && !/^(1|t|true|on|y|yes)$/i.test(po["include-transaction"])) {
+      throw new RangeError("wal2json needs include-transaction: its begin and commit documents are what batches end at");
+    }
   }
   const ms = (name: keyof LogicalReplicationOptions, def: number) => {
     const v = o[name] ?? def;
@@ -610,6 +772,7 @@ function validate(options: LogicalReplicationOptions): Resolved {
   if (!(maxRetries >= 0)) throw new RangeError("options.maxRetries must be >= 0");
   return {
     ...o,
+    plugin,
     types: o.types ?? pgValues,
     maxChunkEvents,
     maxChunkBytes,
@@ -622,7 +785,8 @@ function validate(options: LogicalReplicationOptions): Resolved {
 }
 
 /**
- * Starts consuming a logical replication slot with pgoutput. Nothing happens until iteration
+ * Starts consuming a logical replication slot: pgoutput (decoded, typed values), or with
+ * `plugin` test_decoding or wal2json (their output parsed). Nothing happens until iteration
  * starts; the iteration reconnects by itself and throws only for errors it cannot retry
  * (missing slot or publication, authentication, bad options) or after `maxRetries`.
  *
@@ -636,7 +800,11 @@ function validate(options: LogicalReplicationOptions): Resolved {
  * }
  * ```
  */
-export function logicalReplication(options: LogicalReplicationOptions): LogicalReplicationStream {
+export function logicalReplication(options: LogicalReplicationOptions & { plugin: "test_decoding" }): LogicalReplicationStream<TestDecodingEvent>;
+export function logicalReplication(options: LogicalReplicationOptions & { plugin: "wal2json" }): LogicalReplicationStream<Wal2jsonEvent>;
+export function logicalReplication(options: LogicalReplicationOptions & { plugin?: "pgoutput" }): LogicalReplicationStream<PgoutputEvent>;
+export function logicalReplication(options: LogicalReplicationOptions): LogicalReplicationStream<PgoutputEvent | TestDecodingEvent | Wal2jsonEvent>;
+export function logicalReplication(options: LogicalReplicationOptions): LogicalReplicationStream<PgoutputEvent | TestDecodingEvent | Wal2jsonEvent> {
   return new LogicalReplicationStream(options);
 }
 
@@ -651,7 +819,7 @@ export interface SnapshotRows {
 }
 
 /** Options of {@link snapshotThenStream}. */
-export interface SnapshotThenStreamOptions extends Omit<LogicalReplicationOptions, "createSlot" | "startLsn"> {
+export interface SnapshotThenStreamOptions extends Omit<LogicalReplicationOptions, "createSlot" | "startLsn" | "plugin" | "pluginOptions"> {
   /** Tables to copy (schema-qualified or not; quoted as identifiers, `schema.table` split at the dot). */
   tables: readonly string[];
   /** Rows per snapshot chunk (default 10 000). */
@@ -718,5 +886,5 @@ export async function* snapshotThenStream(options: SnapshotThenStreamOptions): A
   } finally {
     await sql.close();
   }
-  yield* logicalReplication({ ...options, startLsn: consistentPoint });
+  yield* logicalReplication({ ...options, plugin: "pgoutput", startLsn: consistentPoint });
 }

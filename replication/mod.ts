@@ -67,10 +67,12 @@ export {
 export {
   parseTestDecoding,
   parseWal2json,
+  parseWal2jsonChange,
   type TestDecodingEvent,
   type TestDecodingTable,
   type TestDecodingTuple,
   type TestDecodingValue,
+  type Wal2jsonEvent,
 } from "./_plugins.ts";
 export {
   encodeEvents,

@@ -57,70 +57,72 @@ const tcp = (c: { port: number }, db: string) => `host=127.0.0.1 port=${c.port} 
 for (const v of VERSIONS) {
   const skip = unavailable(v);
 
-  test(`logicalReplication() PG${v}: a consumer SIGKILLed mid-transaction resumes: every change at least once, nothing acknowledged again`, { skip, timeout: 120_000 }, async () => {
-    const c = await cluster(v);
-    const db = await createDatabase(c, "lrk");
-    const slot = uniq("lrk");
-    const q = (sql: string) => psql(c, sql, { database: db });
-    await q(`CREATE TABLE k (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE k`);
-    await q(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`);
-    try {
-      // 20 transactions of 1000 rows: five chunks each at 200 events per chunk.
-      await q(`DO $$ BEGIN FOR t IN 0..19 LOOP INSERT INTO k SELECT g FROM generate_series(t * 1000 + 1, t * 1000 + 1000) g; COMMIT; END LOOP; END $$`);
-      const out = join(mkdtempSync(join(tmpdir(), "pg-rdma-lrk-")), "log");
-      const [cmd, args] = moduleCommand("./_fixture/logical_consumer.ts", import.meta.url);
-      const child = spawn(cmd, args, {
-        env: { ...process.env, PG_RDMA_LC: JSON.stringify({ connection: tcp(c, db), password: ROLES.superuser.password, slot, publication: "p", out, pauseAfter: 7 }) },
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      let stderr = "";
-      child.stderr!.on("data", (d) => (stderr += d));
-      const exited = new Promise<void>((r) => child.once("exit", () => r()));
-      for (let i = 0; i < 600 && !(existsSync(out) && readFileSync(out, "utf8").includes("\np ")); i++) {
-        if (child.exitCode !== null) break;
-        await sleep(100);
-      }
-      assert.ok(readFileSync(out, "utf8").includes("\np "), `child never paused: ${stderr}`);
-      child.kill("SIGKILL");
-      await exited;
-      const log = readFileSync(out, "utf8").trim().split("\n").map((l) => l.split(" "));
-      const acks = log.filter((l) => l[0] === "a");
-      assert.equal(acks.length, 7);
-      const lastAcked = BigInt(acks.at(-1)![2]);
-      const pausedXid = log.at(-1)![1];
-      // The slot was confirmed exactly up to the last acknowledged transaction: not beyond it
-      // (the paused one was handled only in part), and not short of it.
-      let confirmed = 0n;
-      for (let i = 0; i < 100; i++) {
-        const [active, lsn] = (await psql(c, `SELECT active, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`)).trim().split("|");
-        confirmed = parseLsn(lsn);
-        if (active === "f") break;
-        await sleep(100);
-      }
-      assert.equal(confirmed, lastAcked);
-      const firstRun = new Set<number>();
-      for (const l of log) if (l[0] === "d" && l[2] !== "-") for (let id = +l[2]; id <= +l[3]; id++) firstRun.add(id);
+  for (const t of TRANSPORTS) {
+    test(`logicalReplication() PG${v} over ${t.name}: a consumer SIGKILLed mid-transaction resumes: every change at least once, nothing acknowledged again`, { skip: skip ?? t.skip, timeout: 120_000 }, async () => {
+      const c = await cluster(v);
+      const db = await createDatabase(c, "lrk");
+      const slot = uniq("lrk");
+      const q = (sql: string) => psql(c, sql, { database: db });
+      await q(`CREATE TABLE k (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE k`);
+      await q(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`);
+      try {
+        // 20 transactions of 1000 rows: five chunks each at 200 events per chunk.
+        await q(`DO $$ BEGIN FOR t IN 0..19 LOOP INSERT INTO k SELECT g FROM generate_series(t * 1000 + 1, t * 1000 + 1000) g; COMMIT; END LOOP; END $$`);
+        const out = join(mkdtempSync(join(tmpdir(), "pg-rdma-lrk-")), "log");
+        const [cmd, args] = moduleCommand("./_fixture/logical_consumer.ts", import.meta.url);
+        const child = spawn(cmd, args, {
+          env: { ...process.env, PG_RDMA_LC: JSON.stringify({ connection: tcp(c, db), password: ROLES.superuser.password, slot, publication: "p", out, pauseAfter: 7, ffi: t.factory !== undefined }) },
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr!.on("data", (d) => (stderr += d));
+        const exited = new Promise<void>((r) => child.once("exit", () => r()));
+        for (let i = 0; i < 600 && !(existsSync(out) && readFileSync(out, "utf8").includes("\np ")); i++) {
+          if (child.exitCode !== null) break;
+          await sleep(100);
+        }
+        assert.ok(readFileSync(out, "utf8").includes("\np "), `child never paused: ${stderr}`);
+        child.kill("SIGKILL");
+        await exited;
+        const log = readFileSync(out, "utf8").trim().split("\n").map((l) => l.split(" "));
+        const acks = log.filter((l) => l[0] === "a");
+        assert.equal(acks.length, 7);
+        const lastAcked = BigInt(acks.at(-1)![2]);
+        const pausedXid = log.at(-1)![1];
+        // The slot was confirmed exactly up to the last acknowledged transaction: not beyond it
+        // (the paused one was handled only in part), and not short of it.
+        let confirmed = 0n;
+        for (let i = 0; i < 100; i++) {
+          const [active, lsn] = (await psql(c, `SELECT active, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`)).trim().split("|");
+          confirmed = parseLsn(lsn);
+          if (active === "f") break;
+          await sleep(100);
+        }
+        assert.equal(confirmed, lastAcked);
+        const firstRun = new Set<number>();
+        for (const l of log) if (l[0] === "d" && l[2] !== "-") for (let id = +l[2]; id <= +l[3]; id++) firstRun.add(id);
 
-      // Restart (in this process): the paused transaction comes again, acknowledged ones never.
-      const stream = logicalReplication({ connection: tcp(c, db), connectOptions: { env: {}, homeDir: home, password: ROLES.superuser.password }, slot, publications: ["p"], streaming: "off", maxChunkEvents: 200 });
-      const second: ReplicationBatch[] = [];
-      const seen = new Set<number>();
-      for await (const b of stream) {
-        second.push(b);
-        for (const e of b.events) if (e.type === "insert") seen.add(e.new.id as number);
-        b.ack();
-        if (seen.has(20000) && b.final) break;
+        // Restart (in this process): the paused transaction comes again, acknowledged ones never.
+        const stream = logicalReplication({ connection: tcp(c, db), connectOptions: { env: {}, homeDir: home, password: ROLES.superuser.password, socketFactory: t.factory }, slot, publications: ["p"], streaming: "off", maxChunkEvents: 200 });
+        const second: ReplicationBatch[] = [];
+        const seen = new Set<number>();
+        for await (const b of stream) {
+          second.push(b);
+          for (const e of b.events) if (e.type === "insert") seen.add(e.new.id as number);
+          b.ack();
+          if (seen.has(20000) && b.final) break;
+        }
+        await stream.close();
+        assert.equal(String(second[0].xid), pausedXid, "the interrupted transaction is delivered again, from its start");
+        assert.ok(second.every((b) => b.endLsn === undefined || b.endLsn > lastAcked), "nothing acknowledged came again");
+        assert.equal(Math.min(...seen), 7001);
+        for (let id = 1; id <= 20000; id++) assert.ok(firstRun.has(id) || seen.has(id), `row ${id} never delivered`);
+        assert.equal(second.filter((b) => b.final).length, 13);
+      } finally {
+        await dropSlot(c, slot);
       }
-      await stream.close();
-      assert.equal(String(second[0].xid), pausedXid, "the interrupted transaction is delivered again, from its start");
-      assert.ok(second.every((b) => b.endLsn === undefined || b.endLsn > lastAcked), "nothing acknowledged came again");
-      assert.equal(Math.min(...seen), 7001);
-      for (let id = 1; id <= 20000; id++) assert.ok(firstRun.has(id) || seen.has(id), `row ${id} never delivered`);
-      assert.equal(second.filter((b) => b.final).length, 13);
-    } finally {
-      await dropSlot(c, slot);
-    }
-  });
+    });
+  }
 
   for (const t of TRANSPORTS) {
     test(`logicalReplication() PG${v} over ${t.name}: the server crashing and restarting mid-stream is survived, nothing lost`, { skip: skip ?? t.skip, timeout: 120_000 }, async () => {

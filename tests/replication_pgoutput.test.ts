@@ -473,6 +473,27 @@ test("decode() rejects trailing bytes, unknown types, unknown relations and inco
   assert.throws(() => d.decode(new Frame("S").u32(2).u8(1).get()), /Stream Start \(S\) message at offset 0: stream of xid 1 is still open/);
 });
 
+test("decode(bytes, start, end) reads a message in place inside a larger buffer: same events, offsets relative to start", () => {
+  const frames = everyFrame();
+  const whole = new PgoutputDecoder();
+  const inPlace = new PgoutputDecoder();
+  for (const f of frames) {
+    // As in an XLogData frame: a 25-byte header before, other bytes after.
+    const buf = new Uint8Array(25 + f.length + 7).fill(0x77);
+    buf.set(f, 25);
+    assert.deepEqual(inPlace.decode(buf, 25, 25 + f.length), whole.decode(f));
+  }
+  const [d] = withRelation();
+  const bad = new Frame("I").u32(16384).u8(0x4f).tuple([]).get();
+  const buf = new Uint8Array(40);
+  buf.set(bad, 25);
+  assert.throws(() => d.decode(buf, 25, 25 + bad.length), /Insert \(I\) message at offset 5: expected 'N' \(new tuple\), got 'O'/);
+  assert.throws(() => d.decode(buf, 25, 25), /pgoutput message at offset 0: empty message/);
+  assert.throws(() => d.decode(buf, 30, 20), RangeError);
+  assert.throws(() => d.decode(buf, 0, 41), RangeError);
+  assert.throws(() => d.decode(buf, 1.5, 20), RangeError);
+});
+
 test("random corruption of valid frames never escapes as anything but ReplicationDecodeError", () => {
   const frames = everyFrame();
   let seed = 12345;
