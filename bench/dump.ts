@@ -5,7 +5,8 @@
  * - a database of a few wide and many narrow tables (size printed; `DUMP_BENCH_MB`, default 1000);
  * - ours `dump()` plain, jobs 1, against `pg_dump --data-only -f` (Debian 15);
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
- *   either side; pg_dump -Fd would gzip by default);
+ *   either side; pg_dump -Fd would gzip by default): the jobs as connections of this process
+ *   (the default), and in worker processes (`processes: true`);
  * - one wide table: ours (`dump -t`, plain, to a file) against
  *   `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *
@@ -64,17 +65,30 @@ function timeCmd(cmd: string, args: string[], shell = false): number {
   return performance.now() - t;
 }
 
+/** CPU seconds (user + system) this process spent in the last timeAsync() run. */
+let lastCpu = 0;
 async function timeAsync(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
+  const u = process.cpuUsage();
   await fn();
+  const d = process.cpuUsage(u);
+  lastCpu = (d.user + d.system) / 1e6;
   return performance.now() - t;
 }
 
 const pgArgs = ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres"];
-const rows: [string, number, number][] = [];
+const rows: [string, number, number, number | undefined][] = [];
+/** Best of two runs; `cpu` is our process's CPU time in that best run. */
+let cpu = 0;
 const best = async (fn: () => Promise<number> | number) => {
   let b = Infinity;
-  for (let i = 0; i < 2; i++) b = Math.min(b, await fn());
+  for (let i = 0; i < 2; i++) {
+    const t = await fn();
+    if (t < b) {
+      b = t;
+      cpu = lastCpu;
+    }
+  }
   return b;
 };
 
@@ -85,6 +99,7 @@ const ours1 = await best(() => {
   rmSync(plainFile, { force: true });
   return timeAsync(() => dump(conninfo, { ...opts, file: plainFile, dataOnly: true }));
 });
+const cpu1 = cpu;
 const outBytes = statSync(plainFile).size;
 rmSync(plainFile, { force: true });
 const theirs1 = await best(() => {
@@ -92,19 +107,24 @@ const theirs1 = await best(() => {
   return timeCmd(`${bin}/pg_dump`, [...pgArgs, "--data-only", "-f", join(work, "pgdump.sql"), db]);
 });
 rmSync(join(work, "pgdump.sql"), { force: true });
-rows.push(["plain, 1 job (pg_dump --data-only -f)", ours1, theirs1]);
+rows.push(["plain, 1 job (pg_dump --data-only -f)", ours1, theirs1, cpu1]);
 
 // 2. directory, 4 jobs.
-const dirRun = async () => {
+const dirRun = (processes: boolean) => async () => {
   rmSync(join(work, "ours.dir"), { recursive: true, force: true });
-  return await timeAsync(() => dump(conninfo, { ...opts, format: "directory", file: join(work, "ours.dir"), jobs: 4, dataOnly: true }));
+  return await timeAsync(() => dump(conninfo, { ...opts, format: "directory", file: join(work, "ours.dir"), jobs: 4, dataOnly: true, processes }));
 };
-const ours4 = await best(dirRun);
+const ours4 = await best(dirRun(false));
+const cpu4 = cpu;
+const ours4p = await best(dirRun(true));
+rmSync(join(work, "ours.dir"), { recursive: true, force: true });
 const theirs4 = await best(() => {
   rmSync(join(work, "pgdump.dir"), { recursive: true, force: true });
   return timeCmd(`${bin}/pg_dump`, [...pgArgs, "--data-only", "-Fd", "-j", "4", "-Z", "0", "-f", join(work, "pgdump.dir"), db]);
 });
-rows.push(["directory, 4 jobs (pg_dump -Fd -j 4 -Z 0)", ours4, theirs4]);
+rmSync(join(work, "pgdump.dir"), { recursive: true, force: true });
+rows.push(["directory, 4 jobs (pg_dump -Fd -j 4 -Z 0)", ours4, theirs4, cpu4]);
+rows.push(["directory, 4 jobs in worker processes (same)", ours4p, theirs4, undefined]);
 
 // 3. one wide table against the psql COPY ceiling.
 const oneFile = join(work, "one.sql");
@@ -112,13 +132,16 @@ const oursT = await best(() => {
   rmSync(oneFile, { force: true });
   return timeAsync(() => dump(conninfo, { ...opts, file: oneFile, dataOnly: true, tables: ["wide_0"] }));
 });
+const cpuT = cpu;
 const ceiling = await best(() => timeCmd(`${psqlPath()} -X ${pgArgs.join(" ")} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`, [], true));
-rows.push(["one wide table (psql COPY > /dev/null)", oursT, ceiling]);
+rows.push(["one wide table (psql COPY > /dev/null)", oursT, ceiling, cpuT]);
 
 console.log(`\nplain output ${(outBytes / 1e6).toFixed(0)} MB\n`);
-console.log("| case (peer) | ours s | peer s | ours/peer |");
-console.log("|---|---|---|---|");
-for (const [name, o, p] of rows) console.log(`| ${name} | ${(o / 1000).toFixed(2)} | ${(p / 1000).toFixed(2)} | ${(o / p).toFixed(2)} |`);
+console.log("| case (peer) | ours s | peer s | ours/peer | our process's CPU s |");
+console.log("|---|---|---|---|---|");
+for (const [name, o, p, u] of rows) {
+  console.log(`| ${name} | ${(o / 1000).toFixed(2)} | ${(p / 1000).toFixed(2)} | ${(o / p).toFixed(2)} | ${u === undefined ? "-" : u.toFixed(2)} |`);
+}
 rmSync(work, { recursive: true, force: true });
 await psql(c, `DROP DATABASE "${db}"`);
 process.exit(0);

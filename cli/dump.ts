@@ -11,11 +11,12 @@
  *   `-a/-s`, `--snapshot`, `--serializable-deferrable`, `-O`, `-x`, `-Z gzip[:N]`.
  * - `restore -d DB [-j N] DIR`: restores a directory dump; `-l` lists its contents.
  * - Progress (bytes, per table) on stderr with `--verbose`, or on a terminal; SIGINT/SIGTERM
- *   abandon the dump, leaving the `.partial` output (exit 130/143).
+ *   stop the dump or restore through its `signal`: workers stopped, connections closed, no
+ *   output left that looks complete (no `.partial`, no toc.json) (exit 130/143).
  *
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
 import { open as openFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
@@ -86,7 +87,7 @@ function tableProgress(ctx: CommandContext, label: string) {
   };
 }
 
-/** Rejects when the command is told to stop: dump/ has no stop signal of its own. */
+/** Rejects when the command is told to stop (the per-table stream formats race their reads against it). */
 function stopped(signal: AbortSignal): Promise<never> {
   const p = new Promise<never>((_, reject) => {
     if (signal.aborted) reject(signal.reason);
@@ -159,7 +160,8 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
     onWarning: (m) => ctx.info(`warning: ${m}`),
   };
   try {
-    const r = await Promise.race([dump(connection, options), stopped(ctx.signal)]);
+    // The dump stops on the signal itself: workers stopped, connections closed, no file left complete.
+    const r = await dump(connection, { ...options, signal: ctx.signal });
     progress.finish();
     ctx.debug(`dumped ${r.tables.length} table(s), ${r.rows} rows in ${(r.ms / 1000).toFixed(1)} s`);
   } catch (e) {
@@ -234,8 +236,12 @@ async function streamDump(
           progress.onProgress({ schema, table: name, rows: 0, bytes, estimatedRows: -1, estimatedBytes: 0, done: false });
         }
         await fh.sync();
-      } finally {
+      } catch (e) {
         await fh.close();
+        rmSync(partial, { force: true });
+        throw e;
+      } finally {
+        await fh.close().catch(() => {});
       }
       renameSync(partial, base);
       ctx.debug(`dumped table ${schema}.${name}: ${bytes} bytes`);
@@ -307,16 +313,14 @@ export async function restoreCommand(ctx: CommandContext): Promise<number> {
   const { connection, connectOptions } = await libraryConnection(ctx);
   const progress = tableProgress(ctx, "restore");
   try {
-    const r = await Promise.race([
-      restore(dir, connection, {
-        ...connectOptions,
-        ...(jobs !== undefined ? { jobs } : {}),
-        dataOnly: v["data-only"] === true,
-        schemaOnly: v["schema-only"] === true,
-        onProgress: progress.onProgress,
-      }),
-      stopped(ctx.signal),
-    ]);
+    const r = await restore(dir, connection, {
+      ...connectOptions,
+      ...(jobs !== undefined ? { jobs } : {}),
+      dataOnly: v["data-only"] === true,
+      schemaOnly: v["schema-only"] === true,
+      onProgress: progress.onProgress,
+      signal: ctx.signal,
+    });
     progress.finish();
     ctx.debug(`restored ${r.tables} table(s), ${r.rows} rows, ${r.entries} entries in ${(r.ms / 1000).toFixed(1)} s`);
   } catch (e) {

@@ -1,24 +1,27 @@
-// A data worker on its own thread (node:worker_threads, in all three runtimes): one connection
-// that joins the leader's snapshot, then COPYs the tables it is handed into their files. The
-// JavaScript side of a COPY (framing, one message per row, buffering) is CPU-bound, so parallel
-// jobs only run in parallel on threads of their own.
+// A data worker in a process of its own (started by dump/_pool.ts with the same runtime): one
+// connection that joins the leader's snapshot, then COPYs the tables it is handed into their
+// files. A process, not a thread: each job gets its own event loop, heap and garbage collector,
+// as pg_dump -j gets its own processes, and a stuck or failing worker can be killed outright.
 //
-// Messages, parent → worker: {type:"table", index, table, path, compression, level} | {type:"ack"}
-// (progress may go on) | {type:"stop"}. Worker → parent: {type:"ready"} | {type:"progress", p} |
-// {type:"done", index, summary} | {type:"error", index, message, object} | {type:"stopped"}.
-import { parentPort, workerData } from "node:worker_threads";
+// One JSON message per line. Parent → worker on stdin: the WorkerInit first, then
+// {type:"table", index, table, path, compression, level}; end of stdin means stop (close and
+// exit). Worker → parent on stdout: {type:"ready"} | {type:"progress", p} |
+// {type:"done", index, summary} | {type:"error", index, message, object} (index -1: the worker
+// could not start).
+import process from "node:process";
 import type { ConnectOptions } from "../pg/mod.ts";
 import type { TableData } from "./_catalog.ts";
 import { type ConnTarget, copyTable, DumpError, open, type TableProgress } from "./_copy.ts";
 import { qualify, quoteLiteral } from "./_quote.ts";
 import { type Compression, FileSink } from "./_sink.ts";
 
-/** What the parent hands a worker at start. */
+/** What the parent hands a worker first. */
 export interface WorkerInit {
+  type: "init";
   conninfo: ConnTarget;
   connect: Pick<ConnectOptions, "env" | "homeDir"> & { password?: string };
   snapshot: string;
-  /** Whether the parent wants progress messages (each waits for an ack: the callback may hold the worker). */
+  /** Whether the parent wants progress messages. */
   progress: boolean;
 }
 
@@ -32,24 +35,30 @@ export interface WorkerTable {
   level?: number;
 }
 
-const port = parentPort;
-if (port) {
-  const init = workerData as WorkerInit;
-  let ack: (() => void) | undefined;
-  let chain: Promise<void>;
-  const client = open(init.conninfo, init.connect);
-  chain = client.then(async (c) => {
-    await c.simpleQuery(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT ${quoteLiteral(init.snapshot)}`);
-    port.postMessage({ type: "ready" });
-  }).catch((e) => {
-    port.postMessage({ type: "error", index: -1, message: `a dump worker could not start: ${(e as Error).message}` });
-  });
+/** What a worker says. */
+export type WorkerMessage =
+  | { type: "ready" }
+  | { type: "progress"; p: TableProgress }
+  | { type: "done"; index: number; summary: import("./_copy.ts").TableSummary }
+  | { type: "error"; index: number; message: string; object?: string };
+
+/** The environment variable that makes this module run as a worker (and not when imported). */
+export const WORKER_ENV = "PG_RDMA_DUMP_WORKER";
+
+function send(m: WorkerMessage): void {
+  process.stdout.write(JSON.stringify(m) + "\n");
+}
+
+async function main(): Promise<void> {
+  let init: WorkerInit | undefined;
+  let client: ReturnType<typeof open> | undefined;
+  let chain: Promise<void> = Promise.resolve();
   const run = async (m: WorkerTable) => {
     const t = m.table;
     const target = qualify(t.schema, t.name);
     let sink: FileSink | undefined;
     try {
-      const c = await client;
+      const c = await client!;
       try {
         // NOWAIT: waiting behind a conflicting lock request queued after the leader's lock would deadlock.
         await c.simpleQuery(`LOCK TABLE ${target} IN ACCESS SHARE MODE NOWAIT`);
@@ -57,32 +66,48 @@ if (port) {
         throw new DumpError(`could not obtain a lock on table ${target}: another session waits for a conflicting lock (${(e as Error).message})`, { object: target });
       }
       sink = await FileSink.open(m.path, m.compression, m.level);
-      const onProgress = init.progress
-        ? (p: TableProgress) =>
-          new Promise<void>((resolve) => {
-            ack = resolve;
-            port.postMessage({ type: "progress", p });
-          })
-        : undefined;
+      const onProgress = init!.progress ? (p: TableProgress) => send({ type: "progress", p }) : undefined;
       const summary = await copyTable(c, t, sink, { onProgress });
       await sink.commit();
-      port.postMessage({ type: "done", index: m.index, summary });
+      send({ type: "done", index: m.index, summary });
     } catch (e) {
       await sink?.abort().catch(() => {});
-      port.postMessage({ type: "error", index: m.index, message: (e as Error).message, object: e instanceof DumpError ? e.object : target });
+      send({ type: "error", index: m.index, message: (e as Error).message, object: e instanceof DumpError ? e.object : target });
     }
   };
-  port.on("message", (m: WorkerTable | { type: "ack" } | { type: "stop" }) => {
-    if (m.type === "ack") {
-      const a = ack;
-      ack = undefined;
-      a?.();
-    } else if (m.type === "stop") {
-      chain = chain.then(async () => {
-        await (await client.catch(() => undefined))?.close().catch(() => {});
-        // The parent terminates the thread on this (Deno's parentPort has no close()).
-        port.postMessage({ type: "stopped" });
+  const handle = (line: string) => {
+    if (!line) return;
+    const m = JSON.parse(line) as WorkerInit | WorkerTable;
+    if (m.type === "init") {
+      init = m;
+      client = open(m.conninfo, m.connect);
+      chain = client.then(async (c) => {
+        await c.simpleQuery(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT ${quoteLiteral(m.snapshot)}`);
+        send({ type: "ready" });
+      }).catch((e) => {
+        send({ type: "error", index: -1, message: `a dump worker could not start: ${(e as Error).message}` });
       });
     } else chain = chain.then(() => run(m));
+  };
+  let pending = "";
+  process.stdin.setEncoding("utf8");
+  for await (const chunk of process.stdin as AsyncIterable<string>) {
+    pending += chunk;
+    let nl;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      handle(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+  }
+  // stdin ended: the parent is done with us (or gone).
+  await chain;
+  await (await client?.catch(() => undefined))?.close().catch(() => {});
+  process.exit(0);
+}
+
+if (process.env[WORKER_ENV] === "1") {
+  main().catch((e) => {
+    process.stderr.write(`dump worker: ${(e as Error)?.stack ?? e}\n`);
+    process.exit(1);
   });
 }

@@ -5,14 +5,13 @@
 import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
-import { Worker } from "node:worker_threads";
 import type { Client, ConnectOptions } from "../pg/mod.ts";
 import { type ConnTarget, copyTable, DumpError, open, type TableProgress, type TableSummary } from "./_copy.ts";
 import { type Catalog, readCatalog, type SelectOptions, type TableData, type TocEntry } from "./_catalog.ts";
 import { commentSafe, qualify, quoteLiteral } from "./_quote.ts";
 import { checkCompression, type Compression, FileSink, Sink } from "./_sink.ts";
 import { COMPRESSION_EXTENSIONS } from "../compress/mod.ts";
-import type { WorkerInit, WorkerTable } from "./_worker.ts";
+import { type Job, ProcessPool } from "./_pool.ts";
 
 export { DumpError, type TableProgress, type TableSummary };
 
@@ -39,14 +38,21 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
   /** Parallel data workers (directory format only; pg_dump's -j). Default 1. */
   jobs?: number;
   /**
-   * Run parallel workers on threads of their own (node:worker_threads) instead of as
-   * connections of this thread. Default false: on a 2-core host the server's COPY output is the
-   * bottleneck and a thread's start-up (loading the modules again) costs more than it saves
-   * (measured in Deno, Bun and Node: 4 jobs in-process 0.52-0.79 s, on threads 0.75-1.3 s for
-   * 210 MB); worth trying where the client's thread saturates. Ignored with a `socketFactory`, a
-   * password callback or `lookupPassword` (functions cannot cross to another thread).
+   * Run the parallel jobs (directory format, jobs > 1) in worker processes of this runtime
+   * (dump/_worker.ts), each with its own connection and event loop, as pg_dump -j runs
+   * processes; instead of as connections of this thread. Default false (see the README's
+   * benchmark: the client is not where the time goes). Ignored with a `socketFactory`, a password
+   * callback or `lookupPassword` (functions cannot cross to another process; the transport can:
+   * `with_rsocket` in the connection string and the environment are inherited).
    */
-  threads?: boolean;
+  processes?: boolean;
+  /**
+   * Stops the dump: every worker is stopped, every connection closed, no file is left that
+   * looks complete (plain: the `.partial` file is removed; directory: no toc.json), and the
+   * promise rejects with `signal.reason` (an `AbortError` DOMException unless the caller gave
+   * another reason).
+   */
+  signal?: AbortSignal;
   /** Use this exported snapshot (pg_dump's --snapshot), e.g. one a replication slot exported. */
   snapshot?: string;
   /** SERIALIZABLE, READ ONLY, DEFERRABLE instead of REPEATABLE READ (pg_dump's --serializable-deferrable). */
@@ -94,7 +100,13 @@ function validate(o: DumpOptions): { jobs: number; format: "plain" | "directory"
   if (o.lockTimeout !== undefined && (!Number.isInteger(o.lockTimeout) || o.lockTimeout < 0)) throw new RangeError(`lockTimeout must be a non-negative integer (ms), not ${o.lockTimeout}`);
   if (o.snapshot !== undefined && (typeof o.snapshot !== "string" || !/^[0-9A-Fa-f-]+$/.test(o.snapshot))) throw new RangeError(`not a snapshot name: ${JSON.stringify(o.snapshot)}`);
   if (o.snapshot !== undefined && o.serializableDeferrable) throw new RangeError("snapshot and serializableDeferrable cannot be used together, as in pg_dump");
+  checkSignal(o.signal);
   return { jobs, format, compression: checkCompression(o.compression, o.compressionLevel) };
+}
+
+/** Checks a `signal` option: an AbortSignal or nothing. */
+export function checkSignal(signal: unknown): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
 }
 
 /** Starts the dump transaction on the leader. */
@@ -111,8 +123,9 @@ async function beginSnapshot(c: Client, o: DumpOptions): Promise<void> {
 }
 
 /** The leader's session: snapshot, locks, catalog. */
-async function prepare(c: Client, o: DumpOptions, warn: (m: string) => void): Promise<Catalog> {
+async function prepare(c: Client, o: DumpOptions, warn: (m: string) => void, afterBegin: () => Promise<void>): Promise<Catalog> {
   await beginSnapshot(c, o);
+  await afterBegin();
   await c.simpleQuery(`SET lock_timeout = ${o.lockTimeout ?? 0}`);
   const cat = await readCatalog(c, o, async (schema, name) => {
     const t = qualify(schema, name);
@@ -147,52 +160,87 @@ function header(e: { kind: string; schema: string; name: string }, owner = "-"):
  */
 export async function dump(conninfo: ConnTarget, options: DumpOptions = {}): Promise<DumpSummary> {
   const { jobs, format, compression } = validate(options);
+  const signal = options.signal;
+  signal?.throwIfAborted();
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
     options.onWarning?.(m);
   };
   const started = performance.now();
-  const leader = await open(conninfo, options);
-  const workers: Client[] = [];
+  const conns: Client[] = [];
+  let pool: ProcessPool | undefined;
+  // Abort: kill the worker processes and close every connection; whatever was waiting on them
+  // fails, and the failure paths below remove what was half-written.
+  const onAbort = () => {
+    pool?.kill();
+    for (const c of conns) c.close().catch(() => {});
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const connect = async () => {
+    const c = await open(conninfo, options);
+    conns.push(c);
+    if (signal?.aborted) onAbort();
+    return c;
+  };
   try {
-    const cat = await prepare(leader, options, warn);
+    const leader = await connect();
+    const workers: Client[] = [];
+    let snapshot = options.snapshot;
+    const processes = format === "directory" && jobs > 1 && options.processes === true && !options.socketFactory &&
+      typeof options.password !== "function" && !options.lookupPassword && crossesProcesses(conninfo);
+    let joining: Promise<unknown> | undefined;
+    // Workers (processes or connections) start as soon as the snapshot exists, so their
+    // start-up overlaps the catalog read.
+    const cat = await prepare(leader, options, warn, async () => {
+      if (format !== "directory" || jobs === 1) return;
+      const shared = String((await leader.simpleQuery<string[]>("SELECT pg_catalog.pg_export_snapshot()", { rowMode: "array" }))[0].rows[0][0]);
+      snapshot = shared;
+      if (!processes) {
+        joining = Promise.all(Array.from({ length: jobs }, async () => {
+          const w = await connect();
+          workers.push(w);
+          await w.simpleQuery(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT ${quoteLiteral(shared)}`);
+        }));
+        joining.catch(() => {}); // awaited below; a failure before that must not go unhandled
+      } else {
+        pool = new ProcessPool(jobs, conninfo, snapshot, {
+          env: options.env,
+          homeDir: options.homeDir,
+          password: options.password as string | undefined,
+          onProgress: options.onProgress,
+          compressionLevel: options.compressionLevel,
+        });
+      }
+    });
     const server = String((await leader.simpleQuery<string[]>("SHOW server_version", { rowMode: "array" }))[0].rows[0][0]);
     const tables = options.schemaOnly ? [] : cat.data;
-    let snapshot = options.snapshot;
     if (format === "plain") {
       const summaries = await writePlain(leader, cat, tables, options, compression, server);
       return summarize(summaries, snapshot, warnings, started);
     }
-    // Directory: workers share the leader's snapshot; on threads of their own when they can be
-    // (a socket factory or password callback cannot cross to another thread).
-    let threaded = false;
-    if (jobs > 1 && tables.length > 1) {
-      snapshot = String((await leader.simpleQuery<string[]>("SELECT pg_catalog.pg_export_snapshot()", { rowMode: "array" }))[0].rows[0][0]);
-      threaded = options.threads === true && !options.socketFactory && typeof options.password !== "function" && !options.lookupPassword;
-      if (threaded) {
-        try {
-          structuredClone({ conninfo, env: options.env }); // what a thread is handed must cross to it
-        } catch {
-          threaded = false;
-        }
-      }
-      if (!threaded) {
-        for (let i = 0; i < Math.min(jobs, tables.length); i++) {
-          const w = await open(conninfo, options);
-          workers.push(w);
-          await w.simpleQuery(`BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
-        }
-      }
-    }
-    const run: TableRunner | undefined = threaded
-      ? (order, results, dir, ext) => threadPool(Math.min(jobs, tables.length), conninfo, options, snapshot!, order, results, dir, ext, compression)
+    // Workers as connections of this thread, sharing the leader's snapshot (one table: the leader alone).
+    await joining;
+    if (tables.length <= 1) workers.length = 0;
+    const p = pool;
+    const run: TableRunner | undefined = p && tables.length > 1
+      ? (order, results, dir, ext) => p.run(order, results, (j) => join(dir, `${j.i + 1}${ext}`), compression)
       : undefined;
     const summaries = await writeDirectory(leader, workers, cat, tables, options, compression, server, snapshot, run);
     return summarize(summaries, snapshot, warnings, started);
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    throw e;
   } finally {
-    await Promise.all([leader, ...workers].map((c) => c.close().catch(() => {})));
+    signal?.removeEventListener("abort", onAbort);
+    await Promise.all([pool?.stop(), ...conns.map((c) => c.close().catch(() => {}))]);
   }
+}
+
+/** Whether a connection target can be handed to another process (as JSON). */
+function crossesProcesses(conninfo: ConnTarget): boolean {
+  if (conninfo === undefined || typeof conninfo === "string") return true;
+  return Object.values(conninfo).every((v) => v === undefined || typeof v === "string");
 }
 
 function summarize(tables: TableSummary[], snapshot: string | undefined, warnings: string[], started: number): DumpSummary {
@@ -300,7 +348,6 @@ async function writeDirectory(
   return results;
 }
 
-type Job = { t: TableData; i: number };
 /** Dumps the tables of `order` into `dir`, filling `results[i]`; throws the first failure. */
 type TableRunner = (order: Job[], results: TableSummary[], dir: string, ext: string) => Promise<void>;
 
@@ -352,82 +399,4 @@ async function inProcess(
     await Promise.all(open.map((s) => s.abort()));
     throw failed;
   }
-}
-
-/** Data workers on threads of their own (dump/_worker.ts), one connection each. */
-function threadPool(
-  n: number,
-  conninfo: ConnTarget,
-  o: DumpOptions,
-  snapshot: string,
-  order: Job[],
-  results: TableSummary[],
-  dir: string,
-  ext: string,
-  compression: Compression,
-): Promise<void> {
-  // Sources run as .ts (Deno, Bun), the build as .js (Node).
-  const url = new URL(import.meta.url.endsWith(".ts") ? "./_worker.ts" : "./_worker.js", import.meta.url);
-  const init: WorkerInit = {
-    conninfo,
-    connect: { env: o.env, homeDir: o.homeDir, password: typeof o.password === "string" ? o.password : undefined },
-    snapshot,
-    progress: !!o.onProgress,
-  };
-  return new Promise<void>((resolve, reject) => {
-    const threads: Worker[] = [];
-    let next = 0;
-    let busy = 0;
-    let failed: Error | undefined;
-    let settled = false;
-    const finish = () => {
-      if (settled || busy > 0) return;
-      if (!failed && next < order.length) return;
-      settled = true;
-      // Each worker closes its connection and says so; then (or after 5 s) its thread ends.
-      Promise.all(threads.map((w) => {
-        const stopped = new Promise<void>((r) => {
-          w.on("message", (m: { type: string }) => m.type === "stopped" && r());
-          w.once("exit", () => r());
-          setTimeout(r, 5000);
-        });
-        w.postMessage({ type: "stop" });
-        return stopped.then(() => w.terminate());
-      })).then(() => (failed ? reject(failed) : resolve()), reject);
-    };
-    const feed = (w: Worker) => {
-      if (failed || next >= order.length) return finish();
-      const { t, i } = order[next++];
-      busy++;
-      const job: WorkerTable = { type: "table", index: i, table: t, path: join(dir, `${i + 1}${ext}`), compression, level: o.compressionLevel };
-      w.postMessage(job);
-    };
-    for (let k = 0; k < n; k++) {
-      const w = new Worker(url, { workerData: init });
-      threads.push(w);
-      w.on("message", (m: { type: string; index: number; summary?: TableSummary; message?: string; object?: string; p?: TableProgress }) => {
-        if (m.type === "ready") feed(w);
-        else if (m.type === "progress") {
-          Promise.resolve(o.onProgress?.(m.p!)).then(() => w.postMessage({ type: "ack" }), (e) => {
-            failed ??= e instanceof Error ? e : new Error(String(e));
-            w.postMessage({ type: "ack" });
-          });
-        } else if (m.type === "done") {
-          busy--;
-          results[m.index] = m.summary!;
-          feed(w);
-        } else if (m.type === "error") {
-          if (m.index >= 0) busy--;
-          const target = m.index >= 0 ? qualify(order.find((j) => j.i === m.index)!.t.schema, order.find((j) => j.i === m.index)!.t.name) : undefined;
-          failed ??= new DumpError(m.message ?? "dump worker failed", { object: m.object ?? target });
-          finish();
-        }
-      });
-      w.on("error", (e) => {
-        failed ??= new DumpError(`a dump worker thread failed: ${e.message}`, { cause: e });
-        busy = Math.max(0, busy - 1);
-        finish();
-      });
-    }
-  });
 }

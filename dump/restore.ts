@@ -9,7 +9,7 @@ import { decompressionTransform } from "../compress/mod.ts";
 import { type Client, connect, type ConnectOptions, type ConnInfo } from "../pg/mod.ts";
 import type { TocEntry } from "./_catalog.ts";
 import { qualify } from "./_quote.ts";
-import { type DirectoryToc, DumpError, type TableProgress } from "./dump.ts";
+import { checkSignal, type DirectoryToc, DumpError, type TableProgress } from "./dump.ts";
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends ConnectOptions {
@@ -20,6 +20,11 @@ export interface RestoreOptions extends ConnectOptions {
   schemaOnly?: boolean;
   /** Called per table: at its start and when done (rows are counted by the server). */
   onProgress?: (p: TableProgress) => void | Promise<void>;
+  /**
+   * Stops the restore: every connection is closed (the server rolls back the COPY in progress)
+   * and the promise rejects with `signal.reason`. What was restored before stays.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a restore did. */
@@ -92,13 +97,28 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
   const jobs = options.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new RangeError(`jobs must be an integer from 1 to 256, not ${jobs}`);
   if (options.dataOnly && options.schemaOnly) throw new RangeError("dataOnly and schemaOnly cannot be used together");
+  checkSignal(options.signal);
+  const signal = options.signal;
+  signal?.throwIfAborted();
   const toc = await readToc(dir);
   const started = performance.now();
   const pool: Client[] = [];
   const session = toc.preamble.join("\n");
+  const copying = new Map<Client, Readable>();
+  // Abort: a COPY in progress gets its source destroyed (the client sends CopyFail, the server
+  // rolls the table's COPY back); every other connection is closed, failing what it was doing.
+  const onAbort = () => {
+    for (const c of pool) {
+      const src = copying.get(c);
+      if (src) src.destroy(signal!.reason instanceof Error ? signal!.reason : new Error(String(signal!.reason)));
+      else c.close().catch(() => {});
+    }
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   const open = async () => {
     const c = await connect(conninfo, { env: options.env, homeDir: options.homeDir, password: options.password, socketFactory: options.socketFactory });
     pool.push(c);
+    if (signal?.aborted) onAbort();
     await c.simpleQuery(session);
     return c;
   };
@@ -122,6 +142,8 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
         let src: Readable = createReadStream(join(dir, d.file), { highWaterMark: 256 * 1024 });
         if (d.file.endsWith(".gz")) src = src.pipe(createGunzip());
         else if (d.file.endsWith(".lz4") || d.file.endsWith(".zst")) src = src.pipe(await decompressionTransform(d.file.endsWith(".lz4") ? "lz4" : "zstd"));
+        copying.set(c, src);
+        if (signal?.aborted) src.destroy(new Error("aborted"));
         try {
           const r = await c.copyFrom(`COPY ${target} ${d.columns} FROM STDIN`, src);
           rows += r.rowCount ?? 0;
@@ -129,6 +151,8 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
         } catch (e) {
           src.destroy();
           throw new DumpError(`restoring the data of table ${target} failed: ${(e as Error).message}`, { cause: e, object: target });
+        } finally {
+          copying.delete(c);
         }
       });
       for (const e of toc.sequenceValues) await run(leader, e);
@@ -139,7 +163,11 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
       for (const e of toc.postData) if (!parallel.includes(e)) await run(leader, e);
       entries += toc.postData.length;
     }
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    throw e;
   } finally {
+    signal?.removeEventListener("abort", onAbort);
     await Promise.all(pool.map((c) => c.close().catch(() => {})));
   }
   return { tables: options.schemaOnly ? 0 : toc.data.length, rows, entries, ms: performance.now() - started };

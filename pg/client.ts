@@ -482,24 +482,41 @@ class Flow<T> implements AsyncIterableIterator<T> {
     w?.();
   }
 
+  /** Removes and returns the oldest buffered item (the caller checked there is one). */
+  #shift(): T {
+    const v = this.#buf[this.#head];
+    this.#bytes -= this.#sizes[this.#head];
+    (this.#buf as unknown[])[this.#head++] = undefined;
+    if (this.#head > 1024 && this.#head * 2 > this.#buf.length) {
+      this.#buf = this.#buf.slice(this.#head);
+      this.#sizes = this.#sizes.slice(this.#head);
+      this.#head = 0;
+    }
+    // Resume with room for half a window again, by count and by bytes.
+    if (this.#paused && this.#buf.length - this.#head <= this.#hwm >> 1 && this.#bytes <= this.#maxBytes / 2) {
+      this.#paused = false;
+      this.#client._resumeReading();
+    }
+    return v;
+  }
+
+  /**
+   * Moves the items already buffered into `into`, oldest first, while their byte sizes add up
+   * to at most `maxBytes`; returns the bytes moved. For readers that coalesce small items
+   * (one CopyData per row) into one step instead of one promise per item.
+   */
+  takeBuffered(into: T[], maxBytes: number): number {
+    let taken = 0;
+    while (this.#head < this.#buf.length && taken + this.#sizes[this.#head] <= maxBytes) {
+      taken += this.#sizes[this.#head];
+      into.push(this.#shift());
+    }
+    return taken;
+  }
+
   async next(): Promise<IteratorResult<T>> {
     for (;;) {
-      if (this.#head < this.#buf.length) {
-        const v = this.#buf[this.#head];
-        this.#bytes -= this.#sizes[this.#head];
-        (this.#buf as unknown[])[this.#head++] = undefined;
-        if (this.#head > 1024 && this.#head * 2 > this.#buf.length) {
-          this.#buf = this.#buf.slice(this.#head);
-          this.#sizes = this.#sizes.slice(this.#head);
-          this.#head = 0;
-        }
-        // Resume with room for half a window again, by count and by bytes.
-        if (this.#paused && this.#buf.length - this.#head <= this.#hwm >> 1 && this.#bytes <= this.#maxBytes / 2) {
-          this.#paused = false;
-          this.#client._resumeReading();
-        }
-        return { value: v, done: false };
-      }
+      if (this.#head < this.#buf.length) return { value: this.#shift(), done: false };
       if (this.#done) {
         if (this.#error) {
           const e = this.#error;
@@ -600,6 +617,41 @@ class CopyOutHandler implements Handler {
   }
   fail(e: Error): void {
     this.flow.end(this.#error ?? e);
+  }
+}
+
+/** Most bytes one coalesced COPY chunk gathers from what is already buffered. */
+const COALESCE_MAX = 256 * 1024;
+
+/**
+ * The CopyData payloads of `flow`, each step joining those already received (up to
+ * {@link COALESCE_MAX} bytes) into one chunk: COPY text sends a message per row, and a
+ * promise and a consumer step per row cost more than the row's own bytes.
+ */
+async function* coalesced(flow: Flow<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  try {
+    for (;;) {
+      const r = await flow.next();
+      if (r.done) return;
+      parts.length = 0;
+      parts.push(r.value);
+      const more = flow.takeBuffered(parts, COALESCE_MAX - r.value.length);
+      if (parts.length === 1) {
+        yield r.value;
+        continue;
+      }
+      const out = new Uint8Array(r.value.length + more);
+      let o = 0;
+      for (const p of parts) {
+        out.set(p, o);
+        o += p.length;
+      }
+      parts.length = 0;
+      yield out;
+    }
+  } finally {
+    await flow.return();
   }
 }
 
@@ -1353,11 +1405,14 @@ export class Client extends EventEmitter {
   /**
    * Runs `COPY ... TO STDOUT` and returns its data as a {@link CopyOut}: an async iterator of
    * byte chunks (one per CopyData message) that also converts to a Node or Web stream. The
-   * socket is paused while `highWaterMark` messages (default 256) or 4 MiB wait.
+   * socket is paused while `highWaterMark` messages (default 256) or 4 MiB wait. With
+   * `coalesce: true` the iterator joins the messages already received into one chunk of up to
+   * 256 KiB per step (for consumers of the byte stream: a text COPY sends one message per row,
+   * so rows no longer map to chunks; count `\n` or read {@link CopyOut.result}).
    */
-  copyTo(sql: string, options: { highWaterMark?: number } = {}): CopyOut {
+  copyTo(sql: string, options: { highWaterMark?: number; coalesce?: boolean } = {}): CopyOut {
     const h = this.#enqueue(new CopyOutHandler(this, options.highWaterMark ?? 256), writeQuery(new Writer(16 + sql.length), sql).take());
-    return new CopyOut(h);
+    return new CopyOut(h, options.coalesce === true);
   }
 
   /**
@@ -1672,11 +1727,13 @@ export class CopyBoth implements AsyncIterable<Uint8Array> {
  */
 export class CopyOut implements AsyncIterable<Uint8Array> {
   #h: CopyOutHandler;
-  constructor(h: CopyOutHandler) {
+  #coalesce: boolean;
+  constructor(h: CopyOutHandler, coalesce = false) {
     this.#h = h;
+    this.#coalesce = coalesce;
   }
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return this.#h.flow;
+    return this.#coalesce ? coalesced(this.#h.flow) : this.#h.flow;
   }
   /** CommandComplete of the COPY (row count), once the data has been consumed. */
   get result(): { command: string; rowCount: number | null } | undefined {

@@ -47,7 +47,7 @@ function tableData(dir: string, table: string): string {
 }
 
 for (const v of VERSIONS) {
-  test(`dump() sees transfers committed during the dump either whole or not at all, with jobs=2 on threads (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+  test(`dump() sees transfers committed during the dump either whole or not at all, with jobs=2 in worker processes (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
     const c = await cluster(v);
     const db = await createDatabase(c, "dumpcons");
     await psql(c, `CREATE TABLE a (id int PRIMARY KEY, amount int); CREATE TABLE b (id int PRIMARY KEY, amount int);
@@ -76,8 +76,8 @@ for (const v of VERSIONS) {
     try {
       for (const [format, jobs] of [["directory", 2], ["plain", 1]] as const) {
         const file = join(work, `cons-${v}-${format}`);
-        // Directory: the workers on threads of their own (the in-process pool is the default, tested elsewhere).
-        await dump(conn(c, db), { ...base, format, file, jobs, onProgress, threads: true });
+        // Directory: the workers in processes of their own (the in-process pool is the default, tested elsewhere).
+        await dump(conn(c, db), { ...base, format, file, jobs, onProgress, processes: true });
         let ta: { n: number; sum: number };
         let tb: { n: number; sum: number };
         if (format === "directory") {
@@ -177,15 +177,15 @@ for (const v of VERSIONS) {
     await psql(c, "CREATE TABLE small (a int); INSERT INTO small VALUES (1); CREATE TABLE big (a int, t text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g", {
       database: db,
     });
-    for (const [format, jobs, threads] of [["plain", 1, false], ["directory", 2, true], ["directory", 2, false]] as const) {
-      const file = join(work, `kill-${v}-${format}-${threads}`);
+    for (const [format, jobs, processes] of [["plain", 1, false], ["directory", 2, true], ["directory", 2, false]] as const) {
+      const file = join(work, `kill-${v}-${format}-${processes}`);
       let killed = false;
       const p = dump(conn(c, db), {
         ...base,
         format,
         file,
         jobs,
-        threads,
+        processes,
         onProgress: async (pr) => {
           if (pr.table === "big" && pr.rows > 0 && !killed) {
             killed = true;
@@ -203,6 +203,90 @@ for (const v of VERSIONS) {
       if (format === "plain") assert.equal(existsSync(file) || existsSync(`${file}.partial`), false);
       // "big" is data file 1 (tables are numbered in name order): neither it nor toc.json exists.
       else assert.ok(!readdirSync(file).includes("toc.json") && readdirSync(file).every((f) => !f.startsWith("1.")), readdirSync(file).join(","));
+    }
+  });
+
+  test(`dump() stops on its AbortSignal mid-table: rejects with the abort reason, closes every connection, leaves no .partial and no toc.json (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "dumpabort");
+    await psql(c, "CREATE TABLE small (a int); INSERT INTO small VALUES (1); CREATE TABLE big (a int, t text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g", {
+      database: db,
+    });
+    const sessions = async () => (await psql(c, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${db}' AND pid <> pg_backend_pid()`, { database: db })).trim();
+    for (const [format, jobs, processes] of [["plain", 1, false], ["directory", 2, false], ["directory", 2, true]] as const) {
+      const file = join(work, `abort-${v}-${format}-${processes}`);
+      const ac = new AbortController();
+      let rowsAtAbort = -1;
+      const p = dump(conn(c, db), {
+        ...base,
+        format,
+        file,
+        jobs,
+        processes,
+        signal: ac.signal,
+        onProgress: (pr) => {
+          if (pr.table === "big" && pr.rows > 0 && !ac.signal.aborted) {
+            rowsAtAbort = pr.rows;
+            ac.abort();
+          }
+        },
+      });
+      await assert.rejects(p, (e: unknown) => {
+        assert.equal((e as Error).name, "AbortError", String(e));
+        return true;
+      });
+      assert.ok(rowsAtAbort > 0 && rowsAtAbort < 100000, `aborted mid-table (${rowsAtAbort} rows)`);
+      if (format === "plain") assert.equal(existsSync(file) || existsSync(`${file}.partial`), false);
+      else {
+        const left = readdirSync(file);
+        assert.ok(!left.includes("toc.json") && left.every((f) => !f.startsWith("1.") && !f.endsWith(".partial")), left.join(","));
+      }
+      // Every connection of the dump (leader, workers) is gone once it rejected; the server may take a moment to notice.
+      let n = await sessions();
+      for (let i = 0; i < 50 && n !== "0"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        n = await sessions();
+      }
+      assert.equal(n, "0", `${format} jobs=${jobs} processes=${processes}: sessions left`);
+    }
+    // A signal already aborted: rejected before connecting; a caller's reason is passed on.
+    const ac = new AbortController();
+    ac.abort(new RangeError("changed my mind"));
+    await assert.rejects(dump(conn(c, db), { ...base, file: join(work, `abort-${v}-early.sql`), signal: ac.signal }), /changed my mind/);
+    assert.equal(existsSync(join(work, `abort-${v}-early.sql.partial`)), false);
+  });
+
+  test(`restore() stops on its AbortSignal mid-table: rejects with the abort reason, the table's COPY is rolled back, no session is left (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "restabort");
+    await psql(c, "CREATE TABLE small (a int); INSERT INTO small VALUES (1); CREATE TABLE big (a int, t text); INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g", {
+      database: db,
+    });
+    const dir = join(work, `restabort-${v}`);
+    await dump(conn(c, db), { ...base, format: "directory", file: dir });
+    for (const jobs of [1, 2]) {
+      const dst = await createDatabase(c, "restabort");
+      const ac = new AbortController();
+      const p = restore(dir, conn(c, dst), {
+        ...base,
+        jobs,
+        signal: ac.signal,
+        onProgress: (pr) => {
+          // At the start of big's COPY: give the data a moment to flow, then abort.
+          if (pr.table === "big" && !pr.done) setTimeout(() => ac.abort(), 20);
+        },
+      });
+      await assert.rejects(p, (e: unknown) => {
+        assert.equal((e as Error).name, "AbortError", String(e));
+        return true;
+      });
+      assert.equal((await psql(c, "SELECT count(*) FROM big", { database: dst })).trim(), "0");
+      let n = "";
+      for (let i = 0; i < 50 && n !== "0"; i++) {
+        if (i) await new Promise((r) => setTimeout(r, 100));
+        n = (await psql(c, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${dst}' AND pid <> pg_backend_pid()`, { database: dst })).trim();
+      }
+      assert.equal(n, "0", `restore jobs=${jobs}: sessions left`);
     }
   });
 

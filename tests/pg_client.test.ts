@@ -277,7 +277,26 @@ for (const v of VERSIONS) {
           }
           assert.equal(out.result?.rowCount, rowsN);
           assert.equal(outBytes, inBytes);
-          assert.equal(outHash.digest("hex"), inHash.digest("hex"));
+          const digest = inHash.digest("hex");
+          assert.equal(outHash.digest("hex"), digest);
+          // coalesce: the same bytes, messages already received joined into chunks of <= 256 KiB.
+          const coHash = createHash("sha256");
+          let coBytes = 0;
+          let largest = 0;
+          const co = client.copyTo("COPY (SELECT * FROM big ORDER BY i) TO STDOUT", { highWaterMark: 16, coalesce: true });
+          for await (const chunk of co) {
+            if (coBytes === 0) await new Promise((r) => setTimeout(r, 50)); // let the window fill
+            coHash.update(chunk);
+            coBytes += chunk.length;
+            largest = Math.max(largest, chunk.length);
+          }
+          assert.equal(co.result?.rowCount, rowsN);
+          assert.equal(coBytes, inBytes);
+          assert.equal(coHash.digest("hex"), digest);
+          assert.ok(largest > 8 * 1006 && largest <= 256 * 1024, `largest coalesced chunk ${largest} bytes`);
+          // Leaving a coalesced copy early drops the rest; the connection stays usable.
+          for await (const _ of client.copyTo("COPY big TO STDOUT", { coalesce: true })) break;
+          assert.deepEqual((await client.query("SELECT count(*)::int AS n FROM big")).rows, [{ n: rowsN }]);
         } finally {
           clearInterval(sampler);
         }
