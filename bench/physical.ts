@@ -5,11 +5,19 @@
  * 1. WAL receive: `BENCH_WAL_MB` MiB of WAL (default 512) written beforehand and held by two
  *    slots created in one statement; {@link WalReceiver} and `pg_receivewal -S slot -E end`
  *    each stream it from the same start into an empty directory. Both fsync each segment.
- * 2. Base backup: a pgbench database of scale `BENCH_BB_SCALE` (default 70, about 1 GiB);
+ * 2. Base backup: a pgbench database of scale `BENCH_BB_SCALE` (default 140, about 2 GiB);
  *    {@link baseBackup} (plain, WAL streamed, fast checkpoint) against
  *    `pg_basebackup -Fp -X stream -c fast`. Both fsync what they write.
  *
  * Each measurement runs `BENCH_ROUNDS` times (default 2), alternating who goes first, best kept.
+ * `BENCH_NOSYNC=1` adds a second row per measurement with fsync off on both sides
+ * (`sync: false` against `pg_receivewal --no-sync` / `pg_basebackup --no-sync`), so a slow
+ * shared disk can be told apart from the client; `BENCH_NOSYNC=only` measures only that row.
+ *
+ * Loading the 2 GiB cluster takes minutes of CPU; to measure on a quiet machine, start a server
+ * once (`BENCH_PREPARE=1`: starts the cluster, prints `BENCH_SERVER=socketDir:port` and keeps it
+ * until stdin closes), load it (`pgbench -i -s 140`, or let the first run do it: a run loads
+ * pgbench only when the scale differs) and point each measuring run at it with `BENCH_SERVER`.
  *
  * Run: `npx deno run -A bench/physical.ts`, `npx bun bench/physical.ts`,
  * `node dist/bench/physical.js` (after `npm run build`).
@@ -28,8 +36,10 @@ import { baseBackup } from "../replication/base_backup.ts";
 
 const BIN = "/usr/lib/postgresql/15/bin";
 const WAL_MB = Number(process.env.BENCH_WAL_MB ?? 512);
-const SCALE = Number(process.env.BENCH_BB_SCALE ?? 70);
+const SCALE = Number(process.env.BENCH_BB_SCALE ?? 140);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+// fsync settings measured: on both sides (default), then also off on both sides (1), or only off.
+const SYNCS = process.env.BENCH_NOSYNC === "only" ? [false] : process.env.BENCH_NOSYNC === "1" ? [true, false] : [true];
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -44,69 +54,104 @@ function du(path: string): number {
 }
 
 async function time(fn: () => Promise<unknown>): Promise<number> {
+  // Write back what the previous run left dirty (with --no-sync: gigabytes), so that the one
+  // going second does not pay for the first one's writes.
+  await run("sync", []);
   const t0 = performance.now();
   await fn();
   return (performance.now() - t0) / 1000;
 }
 
+/** The server to measure: given by `BENCH_SERVER=socketDir:port`, else an own cluster. */
+async function server(): Promise<{ socketDir: string; port: number; stop(): Promise<void> }> {
+  const given = process.env.BENCH_SERVER;
+  if (given) {
+    const i = given.lastIndexOf(":");
+    return { socketDir: given.slice(0, i), port: Number(given.slice(i + 1)), stop: async () => {} };
+  }
+  return await startCluster(15);
+}
+
+/** Loads pgbench at {@link SCALE} unless the database already holds it. */
+async function preparePgbench(c: { socketDir: string; port: number }, pgArgs: string[]): Promise<void> {
+  const have = (await psql(c, "SELECT count(*) FROM pg_class WHERE relname = 'pgbench_branches'")).trim() === "1"
+    ? Number((await psql(c, "SELECT count(*) FROM pgbench_branches")).trim())
+    : 0;
+  if (have !== SCALE) await run(join(BIN, "pgbench"), [...pgArgs, "-i", "-q", "-s", String(SCALE), "postgres"]);
+  await psql(c, "CHECKPOINT");
+}
+
 if (unavailable(15)) {
   console.log(`skipped: ${unavailable(15)}`);
-} else {
+} else if (process.env.BENCH_PREPARE === "1") {
   const c = await startCluster(15);
+  console.log(`BENCH_SERVER=${c.socketDir}:${c.port}`);
+  process.stdin.resume();
+  await new Promise((r) => process.stdin.once("end", r));
+  await c.stop();
+} else {
+  const c = await server();
   const conn = `host=${c.socketDir} port=${c.port} user=postgres`;
   const pgArgs = ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres"];
   try {
     // 1. WAL receive
-    await psql(c, "CREATE TABLE w (b text)");
-    const rows: [string, number, number][] = [];
-    let bestOurs = Infinity;
-    let bestTheirs = Infinity;
-    for (let round = 0; round < ROUNDS; round++) {
-      await psql(c, "SELECT pg_switch_wal()");
-      await psql(c, `SELECT pg_create_physical_replication_slot('bench_ours', true), pg_create_physical_replication_slot('bench_theirs', true)`);
-      const start = parseLsn((await psql(c, "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'bench_ours'")).trim());
-      // Rows of 1888 bytes: under the TOAST threshold, so stored (and logged) uncompressed.
-      for (let done = 0; done < WAL_MB; done += 64) {
-        await psql(c, `INSERT INTO w SELECT repeat(md5(g::text), 59) FROM generate_series(1, ${64 * 480}) g`);
+    await psql(c, "DROP TABLE IF EXISTS w; CREATE TABLE w (b text)");
+    for (const sync of SYNCS) {
+      let bestOurs = Infinity;
+      let bestTheirs = Infinity;
+      let mb = 0;
+      const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
+      for (let round = 0; round < ROUNDS; round++) {
+        await psql(c, "SELECT pg_switch_wal()");
+        await psql(c, `SELECT pg_create_physical_replication_slot('bench_ours', true), pg_create_physical_replication_slot('bench_theirs', true)`);
+        const start = parseLsn((await psql(c, "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'bench_ours'")).trim());
+        // Rows of 1888 bytes: under the TOAST threshold, so stored (and logged) uncompressed.
+        for (let done = 0; done < WAL_MB; done += 64) {
+          await psql(c, `INSERT INTO w SELECT repeat(md5(g::text), 59) FROM generate_series(1, ${64 * 480}) g`);
+        }
+        const end = parseLsn((await psql(c, "SELECT pg_switch_wal(); SELECT pg_current_wal_lsn()")).trim().split("\n").pop()!);
+        mb = Number(end - start) / (1 << 20);
+        const ours = mkdtempSync(join(tmpdir(), "bench-wal-ours-"));
+        const theirs = mkdtempSync(join(tmpdir(), "bench-wal-theirs-"));
+        const a = () => time(() => new WalReceiver({ connection: conn, connectOptions: { env: {} }, directory: ours, slot: "bench_ours", endpos: end, reconnect: false, sync }).run());
+        const b = () => time(() => run(join(BIN, "pg_receivewal"), [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
+        // Alternate who goes first: the second one may find the first one's writeback still going.
+        const [tOurs, tTheirs] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
+        bestOurs = Math.min(bestOurs, tOurs);
+        bestTheirs = Math.min(bestTheirs, tTheirs);
+        rmSync(ours, { recursive: true, force: true });
+        rmSync(theirs, { recursive: true, force: true });
+        await psql(c, "SELECT pg_drop_replication_slot('bench_ours'), pg_drop_replication_slot('bench_theirs'); TRUNCATE w; CHECKPOINT");
+        console.log(`WAL receive ${mb.toFixed(0)} MiB, ${label}, round ${round + 1}: ours ${(mb / tOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / tTheirs).toFixed(0)} MB/s`);
       }
-      const end = parseLsn((await psql(c, "SELECT pg_switch_wal(); SELECT pg_current_wal_lsn()")).trim().split("\n").pop()!);
-      const mb = Number(end - start) / (1 << 20);
-      const ours = mkdtempSync(join(tmpdir(), "bench-wal-ours-"));
-      const theirs = mkdtempSync(join(tmpdir(), "bench-wal-theirs-"));
-      const a = () => time(() => new WalReceiver({ connection: conn, connectOptions: { env: {} }, directory: ours, slot: "bench_ours", endpos: end, reconnect: false }).run());
-      const b = () => time(() => run(join(BIN, "pg_receivewal"), [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n"]));
-      // Alternate who goes first: the second one may find the first one's writeback still going.
-      const [tOurs, tTheirs] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
-      bestOurs = Math.min(bestOurs, tOurs);
-      bestTheirs = Math.min(bestTheirs, tTheirs);
-      rows.push([`round ${round + 1}`, mb / tOurs, mb / tTheirs]);
-      rmSync(ours, { recursive: true, force: true });
-      rmSync(theirs, { recursive: true, force: true });
-      await psql(c, "SELECT pg_drop_replication_slot('bench_ours'), pg_drop_replication_slot('bench_theirs'); TRUNCATE w; CHECKPOINT");
-      console.log(`WAL receive ${mb.toFixed(0)} MiB, round ${round + 1}: ours ${(mb / tOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / tTheirs).toFixed(0)} MB/s`);
+      console.log(`RESULT WAL receive (${runtime}, ${mb.toFixed(0)} MiB, ${label}): ours ${(mb / bestOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / bestTheirs).toFixed(0)} MB/s, ours/pg_receivewal = ${(bestTheirs / bestOurs).toFixed(2)}x`);
     }
-    console.log(`WAL receive (${runtime}): ours/pg_receivewal = ${(bestTheirs / bestOurs).toFixed(2)}x`);
+    await psql(c, "DROP TABLE w; CHECKPOINT");
 
     // 2. Base backup
-    await run(join(BIN, "pgbench"), [...pgArgs, "-i", "-q", "-s", String(SCALE), "postgres"]);
-    let size = 0;
-    let bOurs = Infinity;
-    let bTheirs = Infinity;
-    for (let round = 0; round < ROUNDS; round++) {
-      const a = join(mkdtempSync(join(tmpdir(), "bench-bb-ours-")), "d");
-      const b = join(mkdtempSync(join(tmpdir(), "bench-bb-theirs-")), "d");
-      const ours = () => time(() => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: a, checkpoint: "fast" }));
-      const theirs = () => time(() => run(join(BIN, "pg_basebackup"), [...pgArgs, "-D", b, "-Fp", "-X", "stream", "-c", "fast"]));
-      const [tA, tB] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
-      size = du(a) / (1 << 20);
-      const sizeB = du(b) / (1 << 20);
-      bOurs = Math.min(bOurs, tA);
-      bTheirs = Math.min(bTheirs, tB);
-      console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s`);
-      rmSync(a, { recursive: true, force: true });
-      rmSync(b, { recursive: true, force: true });
+    await preparePgbench(c, pgArgs);
+    for (const sync of SYNCS) {
+      let size = 0;
+      let sizeB = 0;
+      let bOurs = Infinity;
+      let bTheirs = Infinity;
+      const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
+      for (let round = 0; round < ROUNDS; round++) {
+        const a = join(mkdtempSync(join(tmpdir(), "bench-bb-ours-")), "d");
+        const b = join(mkdtempSync(join(tmpdir(), "bench-bb-theirs-")), "d");
+        const ours = () => time(() => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: a, checkpoint: "fast", sync }));
+        const theirs = () => time(() => run(join(BIN, "pg_basebackup"), [...pgArgs, "-D", b, "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
+        const [tA, tB] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
+        size = du(a) / (1 << 20);
+        sizeB = du(b) / (1 << 20);
+        bOurs = Math.min(bOurs, tA);
+        bTheirs = Math.min(bTheirs, tB);
+        console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), ${label}, round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s`);
+        rmSync(a, { recursive: true, force: true });
+        rmSync(b, { recursive: true, force: true });
+      }
+      console.log(`RESULT base backup (${runtime}, ${size.toFixed(0)} MiB, ${label}): ours ${(size / bOurs).toFixed(0)} MB/s, pg_basebackup ${(sizeB / bTheirs).toFixed(0)} MB/s, ours/pg_basebackup = ${((size / bOurs) / (sizeB / bTheirs)).toFixed(2)}x`);
     }
-    console.log(`base backup (${runtime}, ${size.toFixed(0)} MiB): ours/pg_basebackup = ${(bTheirs / bOurs).toFixed(2)}x`);
   } finally {
     await c.stop();
   }

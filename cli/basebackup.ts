@@ -1,13 +1,16 @@
 /**
  * `pg-rdma basebackup`: pg_basebackup on replication/'s {@link baseBackup}, over RDMA with
  * `--with-rsocket` (`-R` then writes `with_rsocket=true` into `primary_conninfo`, so the standby
- * streams over RDMA too). Plain or tar output, `-X none|fetch|stream`, `-c fast|spread`, `-P`
- * progress, `-r` rate limit, `-T` tablespace mapping, `-l`, `-S`/`-C`, manifests.
+ * streams over RDMA too). Plain or tar output (`-D -` with `-Ft`: the main tablespace's tar on
+ * stdout), `-z`/`-Z gzip[:level]` for tar output, `--waldir`, `-X none|fetch|stream`,
+ * `-c fast|spread`, `-P` progress with the server's size estimate as total, `-r` rate limit,
+ * `-T` tablespace mapping, `-l`, `-S`/`-C`, manifests. SIGINT/SIGTERM abort the backup and
+ * remove what it wrote (unless `--no-clean`), as pg_basebackup does.
  *
  * @module
  */
-import { existsSync, readdirSync, rmSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
+import { existsSync } from "node:fs";
+import { isAbsolute } from "node:path";
 import { formatLsn } from "../replication/mod.ts";
 import { baseBackup, type BaseBackupOptions } from "../replication/base_backup.ts";
 import { EXIT, UsageError } from "./_args.ts";
@@ -29,15 +32,58 @@ export function parseMaxRate(text: string): number {
 
 const CHECKSUMS = ["NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512"] as const;
 
+/**
+ * `-Z [client-]METHOD[:DETAIL]` or a bare level, as pg_basebackup 15; gzip only for now (lz4 and
+ * zstd come with the compress module). `-z` is `gzip`.
+ */
+export function parseBackupCompression(text: string | undefined, gzipFlag: boolean): "none" | { method: "gzip"; level?: number } {
+  if (text === undefined) return gzipFlag ? { method: "gzip" } : "none";
+  const t = text.trim();
+  if (/^\d+$/.test(t)) {
+    const level = Number(t);
+    if (level > 9) throw usage(`compression level ${level} is out of range (0-9)`);
+    return level === 0 ? "none" : { method: "gzip", level };
+  }
+  const m = /^(?:(client|server)-)?([a-z0-9]+)(?::(.*))?$/.exec(t);
+  if (!m) throw usage(`invalid compression specification "${text}"`);
+  const [, where, method, detail] = m;
+  if (method === "lz4" || method === "zstd") {
+    throw usage(`${method} compression is not available yet (it comes with the compress module); use gzip or none`);
+  }
+  if (method !== "gzip" && method !== "none") throw usage(`unrecognized compression algorithm: "${method}"`);
+  if (where === "server") throw usage("server-side compression is not supported; use client-side gzip (-z)");
+  if (method === "none") {
+    if (detail !== undefined) throw usage(`compression algorithm "none" does not accept a compression level`);
+    return "none";
+  }
+  if (detail === undefined) return { method: "gzip" };
+  const lm = /^(?:level=)?(\d+)$/.exec(detail);
+  if (!lm) throw usage(`invalid compression specification "${text}"`);
+  const level = Number(lm[1]);
+  if (level < 1 || level > 9) throw usage(`compression algorithm "gzip" expects a compression level between 1 and 9 (default at -1)`);
+  return { method: "gzip", level };
+}
+
 /** Runs `pg-rdma basebackup`; resolves to the exit status. */
 export async function basebackupCommand(ctx: CommandContext): Promise<number> {
   const v = ctx.args.values;
   const format = String(v.format ?? "p").startsWith("t") ? "tar" : "plain";
   const walText = String(v["wal-method"] ?? "stream");
   const wal = walText.startsWith("n") ? "none" : walText.startsWith("f") ? "fetch" : "stream";
-  if (v.pgdata === "-") throw usage("writing a tar archive to stdout (-D -) is not supported; give a directory");
-  for (const unsupported of ["target", "waldir", "incremental", "compress", "gzip"]) {
+  const toStdout = v.pgdata === "-";
+  // The checks and messages of pg_basebackup 15.
+  if (toStdout && format !== "tar") throw usage("writing to stdout (-D -) needs tar format (-Ft)");
+  if (toStdout && wal === "stream") throw usage("cannot stream write-ahead logs in tar mode to stdout");
+  for (const unsupported of ["target", "incremental"]) {
     if (v[unsupported] !== undefined) throw usage(`--${unsupported} is not supported yet`);
+  }
+  const compression = parseBackupCompression(v.compress as string | undefined, v.gzip === true);
+  if (format === "plain" && compression !== "none") throw usage("only tar mode backups can be compressed");
+  if (v.slot !== undefined && wal !== "stream") throw usage("replication slots can only be used with WAL streaming");
+  const waldir = v.waldir === undefined ? undefined : String(v.waldir);
+  if (waldir !== undefined) {
+    if (format !== "plain") throw usage("WAL directory location can only be specified in plain mode");
+    if (!isAbsolute(waldir)) throw usage("WAL directory location must be an absolute path");
   }
   const mapping: Record<string, string> = {};
   for (const m of (v["tablespace-mapping"] as string[] | undefined) ?? []) {
@@ -62,22 +108,39 @@ export async function basebackupCommand(ctx: CommandContext): Promise<number> {
   const progress = v.progress ? ctx.progress({ label: "basebackup" }) : undefined;
   const dir = String(v.pgdata);
   const existed = existsSync(dir);
-  // The library has no stop signal: SIGINT/SIGTERM abandon the backup (its connections close
-  // when the process exits) and, as pg_basebackup, remove what was written unless --no-clean.
-  let onAbort = () => {};
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(ctx.signal.reason);
-    if (ctx.signal.aborted) onAbort();
-    else ctx.signal.addEventListener("abort", onAbort, { once: true });
-  });
-  aborted.catch(() => {});
+  const clean = v["no-clean"] !== true;
+  // The tar goes to stdout as it arrives; a slow reader holds the backup back (not memory).
+  type Out = {
+    write(b: Uint8Array): boolean;
+    once(e: "drain" | "error", cb: (e?: Error) => void): unknown;
+    off?(e: "drain" | "error", cb: (e?: Error) => void): unknown;
+  };
+  const out = (typeof (ctx.stdout as unknown as Partial<Out>).once === "function" ? ctx.stdout : process.stdout) as unknown as Out;
+  const tarOutput = (chunk: Uint8Array): void | Promise<void> => {
+    // A copy: the chunk is a view the backup reuses, and the stream holds it until written.
+    if (out.write(chunk.slice())) return;
+    return new Promise<void>((resolve, reject) => {
+      const onDrain = () => {
+        out.off?.("error", onError);
+        resolve();
+      };
+      const onError = (e?: Error) => {
+        out.off?.("drain", onDrain);
+        reject(e);
+      };
+      out.once("drain", onDrain);
+      out.once("error", onError);
+    });
+  };
   try {
-    const backup = baseBackup({
+    const r = await baseBackup({
       connection,
       connectOptions,
-      directory: String(v.pgdata),
+      ...(toStdout ? { tarOutput } : { directory: dir }),
       format,
       wal,
+      compression,
+      ...(waldir !== undefined ? { walDirectory: waldir } : {}),
       ...(v.checkpoint ? { checkpoint: v.checkpoint as "fast" | "spread" } : {}),
       ...(v.label ? { label: String(v.label) } : {}),
       ...(v["max-rate"] ? { maxRate: parseMaxRate(String(v["max-rate"])) } : {}),
@@ -89,22 +152,30 @@ export async function basebackupCommand(ctx: CommandContext): Promise<number> {
       createSlot: v["create-slot"] === true,
       sync: v["no-sync"] !== true,
       applicationName: "pg_basebackup",
-      ...(progress ? { onProgress: (p: { bytes: number }) => progress.update(p.bytes) } : {}),
+      signal: ctx.signal,
+      clean,
+      ...(progress
+        ? {
+          onProgress: (p: { bytes: number; total: number | undefined }) => {
+            if (p.total !== undefined && progress.total === undefined) {
+              progress.total = p.total;
+              ctx.debug(`the server estimates the backup at ${Math.round(p.total / 1024)} kB`);
+            }
+            progress.update(p.bytes);
+          },
+        }
+        : {}),
     });
-    backup.catch(() => {});
-    const r = await Promise.race([backup, aborted]);
     progress?.finish();
     ctx.debug(`backup from ${formatLsn(r.startLsn)} to ${formatLsn(r.endLsn)} on timeline ${r.timeline}, ${r.bytes} bytes`);
   } catch (e) {
     progress?.finish(ctx.signal.aborted ? "interrupted" : "failed");
-    if (v["no-clean"] !== true && existsSync(dir)) {
-      ctx.info(`removing ${existed ? "contents of " : ""}data directory "${dir}"`);
-      if (existed) for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
-      else rmSync(dir, { recursive: true, force: true });
-    } else if (existsSync(dir)) ctx.info(`data directory "${dir}" not removed at user's request`);
+    if (!toStdout) {
+      // baseBackup() removed what it wrote (clean); say so as pg_basebackup does.
+      if (clean && (existed || !existsSync(dir))) ctx.info(`removed ${existed ? "contents of " : ""}data directory "${dir}"`);
+      else if (!clean && existsSync(dir)) ctx.info(`data directory "${dir}" not removed at user's request`);
+    }
     throw e;
-  } finally {
-    ctx.signal.removeEventListener("abort", onAbort);
   }
   return EXIT.ok;
 }

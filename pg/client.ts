@@ -377,6 +377,11 @@ class QueryHandler<R> implements Handler {
   /** Whether ParseComplete arrived (a cached statement now exists on the server). */
   parsed = false;
 
+  /** The first error so far (server error or a row that failed to decode). */
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
   row(bytes: Uint8Array, start: number): void {
     try {
       this.#rows.push(decodeRow(bytes, start, this.#fields, this.#decoders, this.#asArray) as R);
@@ -715,8 +720,8 @@ class CopyInHandler implements Handler {
  */
 class CopyBothHandler implements Handler {
   readonly flow: Flow<Uint8Array>;
-  readonly before: QueryResult[] = [];
-  readonly after: QueryResult[] = [];
+  /** Result sets before the copy; filled when the copy starts. */
+  before: QueryResult[] = [];
   /** "both" or "out" once the server entered copy mode; false if it never did. */
   readonly started: Promise<"both" | "out" | false>;
   readonly done: Promise<{ before: QueryResult[]; after: QueryResult[] }>;
@@ -728,15 +733,13 @@ class CopyBothHandler implements Handler {
   #start!: (m: "both" | "out" | false) => void;
   #resolve!: (r: { before: QueryResult[]; after: QueryResult[] }) => void;
   #reject!: (e: Error) => void;
-  #fields: FieldDescription[] = [];
-  #decoders: Decoder[] = [];
-  #rows: Row[] = [];
+  // The result sets around the copy are collected by the same code as a query's results.
+  #sets: QueryHandler<Row>;
   #error: Error | undefined;
   #client: Client;
-  #types: TypeRegistry;
   constructor(client: Client, types: TypeRegistry, hwm: number) {
     this.#client = client;
-    this.#types = types;
+    this.#sets = new QueryHandler<Row>(client, types, false);
     this.flow = new Flow(client, hwm);
     this.started = new Promise((r) => (this.#start = r));
     this.done = new Promise((a, b) => {
@@ -750,6 +753,7 @@ class CopyBothHandler implements Handler {
       case T.copyBothResponse:
       case T.copyOutResponse:
         this.mode = f.type === T.copyBothResponse ? "both" : "out";
+        this.before = this.#sets.results.slice();
         this.#start(this.mode);
         break;
       case T.copyData:
@@ -760,20 +764,10 @@ class CopyBothHandler implements Handler {
         this.flow.end();
         break;
       case T.rowDescription:
-        this.#fields = parseRowDescription(f.body);
-        this.#decoders = makeDecoders(this.#fields, this.#types);
-        this.#rows = [];
-        break;
       case T.dataRow:
-        this.row(f.body, 0);
+      case T.commandComplete:
+        this.#sets.message(f);
         break;
-      case T.commandComplete: {
-        const { command, rowCount } = parseCommandComplete(f.body);
-        (this.mode ? this.after : this.before).push({ command, rowCount, fields: this.#fields, rows: this.#rows });
-        this.#fields = [];
-        this.#rows = [];
-        break;
-      }
       case T.error:
         this.#error ??= errorFromBody(f.body);
         break;
@@ -785,17 +779,18 @@ class CopyBothHandler implements Handler {
     }
   }
   row(bytes: Uint8Array, start: number): void {
-    try {
-      this.#rows.push(decodeRow(bytes, start, this.#fields, this.#decoders, false) as Row);
-    } catch (e) {
-      this.#error ??= e as Error;
-    }
+    this.#sets.row(bytes, start);
+  }
+  #results(): { before: QueryResult[]; after: QueryResult[] } {
+    const all = this.#sets.results;
+    return this.mode ? { before: this.before, after: all.slice(this.before.length) } : { before: all, after: [] };
   }
   ready(): void {
     this.#start(false);
-    this.flow.end(this.#error);
-    if (this.#error) this.#reject(this.#error);
-    else this.#resolve({ before: this.before, after: this.after });
+    const err = this.#error ?? this.#sets.error;
+    this.flow.end(err);
+    if (err) this.#reject(err);
+    else this.#resolve(this.#results());
   }
   fail(e: Error): void {
     const err = this.#error instanceof PostgresError ? this.#error : e;
@@ -1419,7 +1414,8 @@ export class Client extends EventEmitter {
    * Runs a replication command that answers with a COPY: `START_REPLICATION` (CopyBoth) or
    * `BASE_BACKUP` (CopyOut). Returns a {@link CopyBoth}: iterate it for the server's CopyData
    * payloads; `write()` sends CopyData (standby status updates, feedback), `end()` sends
-   * CopyDone. Result sets around the copy arrive in `done`. While it runs, other requests on
+   * CopyDone. Result sets before the copy arrive in `before()` when the copy starts; all of them
+   * in `done` once the command completed. While it runs, other requests on
    * this connection wait (the server reads only copy messages until the copy ends).
    */
   copyBoth(sql: string, options: { highWaterMark?: number } = {}): CopyBoth {
@@ -1696,6 +1692,14 @@ export class CopyBoth implements AsyncIterable<Uint8Array> {
     if (m) return m;
     await this.#h.done; // throws the server's error
     throw new ProtocolError("the command did not start a COPY");
+  }
+  /**
+   * The result sets the server sent before the copy (BASE_BACKUP: start position and timeline,
+   * then the tablespaces), as soon as the copy starts; rejects like {@link started}.
+   */
+  async before(): Promise<QueryResult[]> {
+    await this.started();
+    return this.#h.before;
   }
   /** Result sets before and after the copy, once the command completed (ReadyForQuery). */
   get done(): Promise<{ before: QueryResult[]; after: QueryResult[] }> {

@@ -15,7 +15,6 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
-  ftruncateSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -29,9 +28,10 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
+import { createGzip } from "node:zlib";
 import { type Client, connect, type ConnectOptions, resolveConnInfo } from "../pg/mod.ts";
 import { formatLsn, parseLsn } from "./_pgoutput.ts";
-import { identifySystem, quoteLiteral, ReplicationError } from "./_slots.ts";
+import { quoteLiteral, ReplicationError } from "./_slots.ts";
 import { TAR_END, type TarEntry, tarHeader, tarPadding, TarReader, type TarSink } from "./_tar.ts";
 import { replicationConnInfo } from "./_wal_stream.ts";
 import { WalReceiver } from "./wal_receiver.ts";
@@ -42,8 +42,16 @@ export interface BaseBackupOptions {
   connection: string | Record<string, string | undefined>;
   /** How to connect: `socketFactory` (e.g. rsockets), `password`, `env`, `homeDir`. */
   connectOptions?: ConnectOptions;
-  /** Where to write: a directory that does not exist or is empty. */
-  directory: string;
+  /** Where to write: a directory that does not exist or is empty (not used with {@link tarOutput}). */
+  directory?: string;
+  /**
+   * Write the tar of the main tablespace to this function instead of `base.tar` in
+   * {@link directory} (pg_basebackup `-Ft -D -`): the backup manifest and the `-R` files become
+   * members of it. Needs `format: "tar"`, a cluster without other tablespaces, and `wal` other
+   * than `"stream"`. A chunk is a view valid until the call returns or its promise settles
+   * (copy it to keep it); a returned promise holds the backup back until it settles.
+   */
+  tarOutput?: (chunk: Uint8Array) => void | Promise<void>;
   /** `"plain"` (a data directory, default) or `"tar"` (pg_basebackup `-Fp` / `-Ft`). */
   format?: "plain" | "tar";
   /**
@@ -61,8 +69,12 @@ export interface BaseBackupOptions {
   /** Write `backup_manifest` (default true) with these checksums (default CRC32C). */
   manifest?: boolean;
   manifestChecksums?: "NONE" | "CRC32C" | "SHA224" | "SHA256" | "SHA384" | "SHA512";
-  /** Progress: bytes received so far; asks the server to estimate sizes (`PROGRESS`). */
-  onProgress?: (progress: { bytes: number; archive: string }) => void;
+  /**
+   * Progress: bytes received so far and the expected total (the sum of the tablespace sizes the
+   * server estimated, as pg_basebackup `-P` shows "x/y kB"; undefined when it did not say). Asks
+   * the server to estimate sizes (`PROGRESS`).
+   */
+  onProgress?: (progress: { bytes: number; archive: string; total: number | undefined }) => void;
   /** Tablespace relocation, old location → new (pg_basebackup `-T old=new`); absolute paths. */
   tablespaceMapping?: Record<string, string>;
   /**
@@ -76,6 +88,27 @@ export interface BaseBackupOptions {
   createSlot?: boolean;
   /** fsync everything written (default true; false is `--no-sync`). */
   sync?: boolean;
+  /**
+   * Put the WAL directory here (absolute, not existing or empty) with `pg_wal` a symlink to it
+   * (pg_basebackup `--waldir`); plain format only.
+   */
+  walDirectory?: string;
+  /**
+   * Compress tar output with gzip (`base.tar.gz`, `pg_wal.tar.gz`; level 1-9, default 6) as
+   * pg_basebackup `-z` / `-Z gzip[:level]`; tar format only.
+   */
+  compression?: "none" | "gzip" | { method: "gzip"; level?: number };
+  /**
+   * Aborting stops the backup: the copy and the WAL stream end, the connections close, what the
+   * backup wrote is removed (unless {@link clean} is false) and the promise rejects with the
+   * signal's reason (an `AbortError` DOMException by default).
+   */
+  signal?: AbortSignal;
+  /**
+   * After a failure or an abort, remove what this backup wrote: the directories it created, the
+   * contents of the empty ones it was given (default true; false is pg_basebackup `--no-clean`).
+   */
+  clean?: boolean;
   /** `application_name` of the connections. */
   applicationName?: string;
 }
@@ -157,22 +190,134 @@ class Extractor implements TarSink {
   }
 }
 
-/** Copies one tar stream into a file; remembers where it ends and `postgresql.auto.conf`. */
-class TarFileSink implements TarSink {
-  fd: number;
-  pos = 0;
+/** Where a tar stream goes: bytes in order, then {@link close} (durably with `sync`). */
+interface Emitter {
+  emit(b: Uint8Array): void | Promise<void>;
+  close(sync: boolean): void | Promise<void>;
+  /** After a failure: release what is open. */
+  abort(): void;
+}
+
+/** A file written front to back. */
+function fileEmitter(path: string): Emitter {
+  const fd = openSync(path, "w", 0o600);
+  let pos = 0;
+  let open = true;
+  return {
+    emit(b) {
+      let w = 0;
+      while (w < b.length) w += writeSync(fd, b, w, b.length - w, pos + w);
+      pos += b.length;
+    },
+    close(sync) {
+      if (sync) fsyncSync(fd);
+      open = false;
+      closeSync(fd);
+    },
+    abort() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/** gzip in front of another output: the stream goes through zlib (off the main thread). */
+function gzipEmitter(target: Emitter, level: number): Emitter {
+  const gz = createGzip({ level });
+  let failed: unknown;
+  // zlib's output goes on in order; a slow target (a pipe) holds zlib's input back.
+  let pending: Promise<void> = Promise.resolve();
+  gz.on("data", (c: Uint8Array) => {
+    const r = target.emit(c);
+    if (r) {
+      gz.pause();
+      pending = r.then(() => void gz.resume(), (e) => {
+        failed = e;
+        gz.resume();
+      });
+    }
+  });
+  gz.on("error", (e: Error) => (failed = e));
+  const ended = new Promise<void>((r) => gz.once("end", r));
+  return {
+    emit: (b) =>
+      new Promise<void>((res, rej) => {
+        if (failed) return rej(failed);
+        gz.write(b, (e) => (e ? rej(e) : res()));
+      }),
+    async close(sync) {
+      gz.end();
+      await ended;
+      await pending;
+      if (failed) throw failed;
+      await target.close(sync);
+    },
+    abort() {
+      gz.destroy();
+      target.abort();
+    },
+  };
+}
+
+/** A caller's function ({@link BaseBackupOptions.tarOutput}). */
+function functionEmitter(fn: (b: Uint8Array) => void | Promise<void>): Emitter {
+  return { emit: fn, close() {}, abort() {} };
+}
+
+const HOLD = 1024; // two tar blocks: an end-of-archive marker is never passed on before it is seen
+
+/**
+ * Passes one tar stream on front to back, parsing it on the way: it remembers
+ * `postgresql.auto.conf` and holds back the last 1 KiB, so that an end-of-archive marker (when
+ * the server sends one; PostgreSQL 15+ does not) is dropped and members can be appended.
+ */
+class TarOut implements TarSink {
   reader: TarReader;
+  #out: Emitter;
+  #tail = new Uint8Array(0);
+  #in = 0;
+  #sent = 0;
   #capture: Uint8Array[] | undefined;
   autoConf: Uint8Array | undefined;
-  constructor(path: string) {
-    this.fd = openSync(path, "w", 0o600);
+  constructor(out: Emitter) {
+    this.#out = out;
     this.reader = new TarReader(this);
   }
-  push(b: Uint8Array): void {
-    let w = 0;
-    while (w < b.length) w += writeSync(this.fd, b, w, b.length - w, this.pos + w);
-    this.pos += b.length;
+  /** Passes on what is safe to pass on; a promise when the output wants us to wait. */
+  push(b: Uint8Array): void | Promise<void> {
     this.reader.push(b);
+    const before = this.#in;
+    this.#in += b.length;
+    const end = this.reader.endOffset;
+    const limit = end >= 0 ? end : this.#in - HOLD;
+    const parts: Uint8Array[] = [];
+    if (limit > this.#sent) {
+      const fromTail = Math.min(this.#tail.length, limit - this.#sent);
+      if (fromTail > 0) parts.push(this.#tail.subarray(0, fromTail));
+      if (limit > before) parts.push(b.subarray(0, limit - before));
+    }
+    // Keep [max(limit, sent), in) as a copy (b is a view into the receive buffer).
+    const keepFrom = Math.max(limit, this.#sent);
+    const keep = end >= 0 ? 0 : this.#in - keepFrom;
+    if (keep > 0) {
+      const t = new Uint8Array(keep);
+      const fromB = Math.min(keep, b.length);
+      const fromOld = keep - fromB;
+      if (fromOld > 0) t.set(this.#tail.subarray(this.#tail.length - fromOld));
+      t.set(b.subarray(b.length - fromB), fromOld);
+      this.#tail = t;
+    } else this.#tail = new Uint8Array(0);
+    this.#sent = Math.max(this.#sent, limit);
+    return this.#emitAll(parts, 0);
+  }
+  #emitAll(parts: Uint8Array[], i: number): void | Promise<void> {
+    for (; i < parts.length; i++) {
+      const r = this.#out.emit(parts[i]);
+      if (r) {
+        const next = i + 1;
+        return r.then(() => this.#emitAll(parts, next));
+      }
+    }
   }
   entry(e: TarEntry): void {
     if (e.name === "postgresql.auto.conf" && e.type === "file") this.#capture = [];
@@ -182,38 +327,38 @@ class TarFileSink implements TarSink {
   }
   endEntry(): void {
     if (this.#capture) {
-      const parts = this.#capture;
-      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
-      }
-      this.autoConf = out;
+      this.autoConf = concat(this.#capture);
       this.#capture = undefined;
     }
   }
-  /** Ends the archive (appending members first), with the end-of-archive marker. */
-  finish(extra: { name: string; content: Uint8Array }[], sync: boolean): void {
-    this.reader.finish();
-    let at = this.reader.endOffset >= 0 ? this.reader.endOffset : this.pos;
-    if (extra.length || this.reader.endOffset < 0) {
-      ftruncateSync(this.fd, at);
-      const now = Math.floor(Date.now() / 1000);
-      const put = (b: Uint8Array) => {
-        writeSync(this.fd, b, 0, b.length, at);
-        at += b.length;
-      };
-      for (const x of extra) {
-        put(tarHeader({ type: "file", name: x.name, mode: 0o600, size: x.content.length, mtime: now }));
-        put(x.content);
-        put(tarPadding(x.content.length));
-      }
-      put(TAR_END);
-    }
-    if (sync) fsyncSync(this.fd);
-    closeSync(this.fd);
+  /** After a failure: closes the output. */
+  abort(): void {
+    this.#out.abort();
   }
+  /** Ends the archive: the held-back bytes, members appended, the end-of-archive marker. */
+  async finish(extra: { name: string; content: Uint8Array }[], sync: boolean): Promise<void> {
+    this.reader.finish();
+    const parts: Uint8Array[] = [];
+    if (this.reader.endOffset < 0) parts.push(this.#tail);
+    this.#tail = new Uint8Array(0);
+    const now = Math.floor(Date.now() / 1000);
+    for (const x of extra) {
+      parts.push(tarHeader({ type: "file", name: x.name, mode: 0o600, size: x.content.length, mtime: now }), x.content, tarPadding(x.content.length));
+    }
+    parts.push(TAR_END);
+    await this.#emitAll(parts, 0);
+    await this.#out.close(sync);
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 /** Escapes a value for a libpq connection string (`'...'` with `\` escapes). */
@@ -253,34 +398,27 @@ function isEmptyDir(path: string): boolean {
   return !existsSync(path) || (statSync(path).isDirectory() && readdirSync(path).length === 0);
 }
 
-/** Packs the files of a directory (one level plus archive_status) into a tar file. */
-function tarDirectory(dir: string, out: string, sync: boolean): void {
-  const fd = openSync(out, "w", 0o600);
-  let at = 0;
-  const put = (b: Uint8Array) => {
-    let w = 0;
-    while (w < b.length) w += writeSync(fd, b, w, b.length - w, at + w);
-    at += b.length;
-  };
-  const walk = (rel: string) => {
+/** Packs the files of a directory (one level plus archive_status) into a tar stream. */
+async function tarDirectory(dir: string, out: Emitter, sync: boolean): Promise<void> {
+  const put = (b: Uint8Array) => out.emit(b);
+  const walk = async (rel: string) => {
     for (const name of readdirSync(join(dir, rel)).sort()) {
       const r = rel ? `${rel}/${name}` : name;
       const st = lstatSync(join(dir, r));
       if (st.isDirectory()) {
-        put(tarHeader({ type: "directory", name: r, mode: 0o700, size: 0, mtime: st.mtimeMs / 1000 }));
-        walk(r);
+        await put(tarHeader({ type: "directory", name: r, mode: 0o700, size: 0, mtime: st.mtimeMs / 1000 }));
+        await walk(r);
       } else if (st.isFile()) {
         const content = readFileSync(join(dir, r));
-        put(tarHeader({ type: "file", name: r, mode: 0o600, size: content.length, mtime: st.mtimeMs / 1000 }));
-        put(content);
-        put(tarPadding(content.length));
+        await put(tarHeader({ type: "file", name: r, mode: 0o600, size: content.length, mtime: st.mtimeMs / 1000 }));
+        await put(content);
+        await put(tarPadding(content.length));
       }
     }
   };
-  walk("");
-  put(TAR_END);
-  if (sync) fsyncSync(fd);
-  closeSync(fd);
+  await walk("");
+  await put(TAR_END);
+  await out.close(sync);
 }
 
 const CHECKSUMS = ["NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512"];
@@ -315,6 +453,38 @@ function cstrAt(b: Uint8Array, p: number): [string, number] {
   return [new TextDecoder().decode(b.subarray(p, e)), e + 1];
 }
 
+function gzipLevelOf(c: BaseBackupOptions["compression"]): number | undefined {
+  if (c === undefined || c === "none") return undefined;
+  if (c === "gzip") return 6;
+  if (typeof c === "object" && c && c.method === "gzip") {
+    const level = c.level ?? 6;
+    if (!Number.isInteger(level) || level < 1 || level > 9) throw new RangeError(`gzip level must be 1-9, got ${level}`);
+    return level;
+  }
+  throw new TypeError(`compression must be "none" or "gzip", got ${JSON.stringify(c)}`);
+}
+
+/**
+ * What a backup wrote, to remove after a failure as pg_basebackup does: directories it created
+ * go, directories that existed empty are emptied.
+ */
+class Written {
+  #dirs: { path: string; created: boolean }[] = [];
+  /** Makes `path` (absent or empty, else throws) and remembers it. */
+  claim(path: string, what: string): void {
+    if (!isEmptyDir(path)) throw new ReplicationError(`${what} "${path}" exists and is not empty`);
+    const created = !existsSync(path);
+    mkdirSync(path, { recursive: true, mode: 0o700 });
+    this.#dirs.push({ path, created });
+  }
+  remove(): void {
+    for (const { path, created } of this.#dirs.reverse()) {
+      if (created) rmSync(path, { recursive: true, force: true });
+      else if (existsSync(path)) for (const name of readdirSync(path)) rmSync(join(path, name), { recursive: true, force: true });
+    }
+  }
+}
+
 /**
  * Takes a base backup, as `pg_basebackup -D dir -Fp|-Ft -X stream|fetch`.
  *
@@ -322,6 +492,7 @@ function cstrAt(b: Uint8Array, p: number): [string, number] {
  * ```ts
  * const r = await baseBackup({
  *   connection: "host=db user=repl", directory: "/srv/standby", checkpoint: "fast", writeRecoveryConf: true,
+ *   signal: AbortSignal.timeout(3_600_000),
  * });
  * console.log(formatLsn(r.startLsn), formatLsn(r.endLsn));
  * ```
@@ -329,11 +500,23 @@ function cstrAt(b: Uint8Array, p: number): [string, number] {
 export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackupResult> {
   if (!options || typeof options !== "object") throw new TypeError("baseBackup needs options");
   const o = options;
-  if (typeof o.directory !== "string" || o.directory === "") throw new TypeError("directory must be a path");
   const format = o.format ?? "plain";
   if (format !== "plain" && format !== "tar") throw new TypeError(`format must be "plain" or "tar", got ${JSON.stringify(format)}`);
   const walMode = o.wal ?? "stream";
   if (walMode !== "stream" && walMode !== "fetch" && walMode !== "none") throw new TypeError(`wal must be "stream", "fetch" or "none", got ${JSON.stringify(walMode)}`);
+  const toFunction = o.tarOutput !== undefined;
+  if (toFunction) {
+    if (typeof o.tarOutput !== "function") throw new TypeError("tarOutput must be a function");
+    if (format !== "tar") throw new TypeError('tarOutput needs format "tar"');
+    if (walMode === "stream") throw new TypeError('tarOutput cannot be used with wal "stream" (the WAL would need a second output): use "fetch"');
+  } else if (typeof o.directory !== "string" || o.directory === "") throw new TypeError("directory must be a path");
+  const gzipLevel = gzipLevelOf(o.compression);
+  if (gzipLevel !== undefined && format !== "tar") throw new TypeError('compression needs format "tar" (only tar output can be compressed)');
+  if (o.walDirectory !== undefined) {
+    if (format !== "plain") throw new TypeError('walDirectory needs format "plain"');
+    if (typeof o.walDirectory !== "string" || !isAbsolute(o.walDirectory)) throw new TypeError("walDirectory must be an absolute path");
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
   const mapping = new Map<string, string>();
   for (const [from, to] of Object.entries(o.tablespaceMapping ?? {})) {
     if (!isAbsolute(from) || !isAbsolute(to)) throw new TypeError(`tablespace mapping needs absolute paths: ${from}=${to}`);
@@ -341,38 +524,88 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
   }
   const sql = baseBackupCommand({ ...o, progress: o.onProgress !== undefined });
   const sync = o.sync ?? true;
-  const root = resolve(o.directory);
-  if (!isEmptyDir(root)) throw new ReplicationError(`directory "${root}" exists and is not empty`);
-  mkdirSync(root, { recursive: true, mode: 0o700 });
+  o.signal?.throwIfAborted();
+  const written = new Written();
+  const root = toFunction ? "" : resolve(o.directory!);
+  try {
+    if (!toFunction) written.claim(root, "directory");
+    if (o.walDirectory !== undefined) {
+      written.claim(o.walDirectory, "WAL directory");
+      symlinkSync(o.walDirectory, join(root, "pg_wal"));
+    }
+    return await run(o, { sql, sync, format, walMode, mapping, root, gzipLevel, written });
+  } catch (e) {
+    if (o.clean !== false) written.remove();
+    throw o.signal?.aborted ? o.signal.reason : e;
+  }
+}
+
+interface Plan {
+  sql: string;
+  sync: boolean;
+  format: "plain" | "tar";
+  walMode: "stream" | "fetch" | "none";
+  mapping: Map<string, string>;
+  root: string;
+  gzipLevel: number | undefined;
+  written: Written;
+}
+
+async function run(o: BaseBackupOptions, plan: Plan): Promise<BaseBackupResult> {
+  const { sql, sync, format, walMode, mapping, root, gzipLevel, written } = plan;
   const conninfo = replicationConnInfo(o.connection, o.applicationName ?? "pg_basebackup");
   const client: Client = await connect(conninfo, o.connectOptions);
   let receiver: WalReceiver | undefined;
   let receiving: Promise<unknown> | undefined;
   let walStart: bigint | undefined;
   const walDir = format === "plain" ? join(root, "pg_wal") : join(root, ".pg_wal.streaming");
+  const tarExt = gzipLevel === undefined ? ".tar" : ".tar.gz";
+  const emitter = (name: string): Emitter => {
+    const out = o.tarOutput ? functionEmitter(o.tarOutput) : fileEmitter(join(root, name));
+    return gzipLevel === undefined ? out : gzipEmitter(out, gzipLevel);
+  };
+  // An abort closes the connections: the copy and the WAL stream then fail, and baseBackup() cleans up.
+  const onAbort = () => {
+    receiver?.stop();
+    void client.close().catch(() => {});
+  };
+  o.signal?.addEventListener("abort", onAbort, { once: true });
   try {
+    o.signal?.throwIfAborted();
+    const copy = client.copyBoth(sql);
+    // The start position and the tablespaces come before the archives (FACTS §3).
+    const before = await copy.before();
+    const startRow = before[0]?.rows[0] as Record<string, unknown> | undefined;
+    if (!startRow) throw new ReplicationError("BASE_BACKUP did not report its start position");
+    const startLsn = parseLsn(String(startRow.recptr));
+    const timeline = Number(startRow.tli);
+    const tablespaces = (before[1]?.rows ?? []).map((r) => ({
+      oid: r.spcoid == null ? null : Number(r.spcoid),
+      location: r.spclocation == null ? null : String(r.spclocation),
+      size: r.size == null ? null : Number(r.size) * 1024,
+    }));
+    const total = tablespaces.length && tablespaces.every((t) => t.size !== null) ? tablespaces.reduce((n, t) => n + t.size!, 0) : undefined;
+    if (o.tarOutput && tablespaces.length > 1) {
+      throw new ReplicationError(`can only write single tablespace to stdout, database has ${tablespaces.length}`);
+    }
+
     if (walMode === "stream") {
       mkdirSync(join(walDir, "archive_status"), { recursive: true, mode: 0o700 });
-      // On a primary the backup starts at the redo point of a checkpoint requested after this
-      // moment, so streaming may start at the current position (pg_basebackup starts at the
-      // backup's start, which this client learns only after the copy). A standby starts from its
-      // last restartpoint, which may be older: there the slot's restart position (its redo) is used.
-      const [standby] = await client.simpleQuery<unknown[]>("SHOW in_hot_standby", { rowMode: "array" });
-      const onPrimary = String(standby.rows[0]?.[0]) === "off";
-      const here = onPrimary ? (await identifySystem(client)).xlogpos : undefined;
       let started!: (p: { lsn: bigint }) => void;
       let failed!: (e: unknown) => void;
       const ready = new Promise<{ lsn: bigint }>((a, b) => {
         started = a;
         failed = b;
       });
+      // As pg_basebackup: stream from the backup's start on its timeline, from a slot created now
+      // (a new physical slot reserves WAL from the last checkpoint's redo: the backup's start).
       receiver = new WalReceiver({
         connection: o.connection,
         connectOptions: o.connectOptions,
         applicationName: o.applicationName ?? "pg_basebackup",
         directory: walDir,
-        startLsn: here,
-        // The slot keeps the WAL from the backup's start until streamed; a temporary one unless named.
+        startLsn,
+        timeline,
         ...(o.slot !== undefined ? { slot: o.slot, createSlot: o.createSlot } : { createTempSlot: true }),
         partialSuffix: "",
         reconnect: false,
@@ -386,24 +619,28 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
         throw e;
       });
       receiving.catch(() => {});
+      // Ended (stopped by an abort) before streaming started: fail instead of waiting forever.
+      receiving.then(() => failed(new ReplicationError("WAL streaming ended before it started")), () => {});
       walStart = (await ready).lsn;
+      if (walStart > startLsn) throw new ReplicationError(`WAL streaming started at ${formatLsn(walStart)}, after the backup's start ${formatLsn(startLsn)}`);
     }
-    const copy = client.copyBoth(sql);
+
     let bytes = 0;
     let archiveName = "";
     let extractor: Extractor | undefined;
     let reader: TarReader | undefined;
-    let tarSink: TarFileSink | undefined;
-    let mainTar: TarFileSink | undefined;
+    let tarSink: TarOut | undefined;
+    let mainTar: TarOut | undefined;
     let manifestFd: number | undefined;
+    let manifestParts: Uint8Array[] | undefined;
     let manifestPos = 0;
     const dirs: string[] = [root];
-    const endArchive = () => {
+    const endArchive = async () => {
       if (reader) {
         reader.finish();
         dirs.push(...extractor!.dirs);
       }
-      if (tarSink && tarSink !== mainTar) tarSink.finish([], sync);
+      if (tarSink && tarSink !== mainTar) await tarSink.finish([], sync);
       reader = undefined;
       extractor = undefined;
       tarSink = undefined;
@@ -413,6 +650,10 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
         switch (msg[0]) {
           case 0x64: { // d: archive (or manifest) bytes
             const b = msg.subarray(1);
+            if (manifestParts) {
+              manifestParts.push(b.slice());
+              break;
+            }
             if (manifestFd !== undefined) {
               let w = 0;
               while (w < b.length) w += writeSync(manifestFd, b, w, b.length - w, manifestPos + w);
@@ -421,25 +662,27 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
             }
             bytes += b.length;
             if (reader) reader.push(b);
-            else if (tarSink) tarSink.push(b);
-            else throw new ReplicationError("archive data arrived before any archive started");
+            else if (tarSink) {
+              const wait = tarSink.push(b);
+              if (wait) await wait;
+            } else throw new ReplicationError("archive data arrived before any archive started");
             break;
           }
           case 0x6e: { // n: new archive (name, tablespace location)
-            endArchive();
+            await endArchive();
             const [name, p] = cstrAt(msg, 1);
             const [location] = cstrAt(msg, p);
             archiveName = name;
-            if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new ReplicationError(`the server named an archive ${JSON.stringify(name)}`);
+            if (!/^[A-Za-z0-9_.-]+\.tar$/.test(name)) throw new ReplicationError(`the server named an archive ${JSON.stringify(name)}`);
             if (format === "tar") {
-              tarSink = new TarFileSink(join(root, name));
+              tarSink = new TarOut(emitter(name.slice(0, -4) + tarExt));
               if (location === "") mainTar = tarSink;
             } else {
               let dir = root;
               if (location !== "") {
                 dir = mapping.get(normalize(location)) ?? location;
                 if (!isEmptyDir(dir)) throw new ReplicationError(`tablespace directory "${dir}" exists and is not empty (map it elsewhere with tablespaceMapping)`);
-                mkdirSync(dir, { recursive: true, mode: 0o700 });
+                written.claim(dir, "tablespace directory");
                 dirs.push(dir);
               }
               extractor = new Extractor(dir, sync, (member, target) =>
@@ -450,34 +693,32 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
           }
           case 0x70: { // p: progress, Int64 bytes done
             const done = Number(new DataView(msg.buffer, msg.byteOffset, msg.byteLength).getBigInt64(1));
-            o.onProgress?.({ bytes: done, archive: archiveName });
+            o.onProgress?.({ bytes: done, archive: archiveName, total });
             break;
           }
           case 0x6d: // m: the manifest follows
-            endArchive();
-            if (o.manifest !== false) manifestFd = openSync(join(root, `${MANIFEST}.tmp`), "w", 0o600);
+            await endArchive();
+            if (o.manifest !== false) {
+              if (o.tarOutput) manifestParts = [];
+              else manifestFd = openSync(join(root, `${MANIFEST}.tmp`), "w", 0o600);
+            }
             break;
           default:
             throw new ReplicationError(`unexpected message '${String.fromCharCode(msg[0])}' in the BASE_BACKUP stream`);
         }
       }
-      endArchive();
+      await endArchive();
     } catch (e) {
       extractor?.abort();
+      tarSink?.abort();
+      if (mainTar !== tarSink) mainTar?.abort();
+      if (manifestFd !== undefined) closeSync(manifestFd);
       throw e;
     }
-    const { before, after } = await copy.done;
-    const startRow = before[0]?.rows[0] as Record<string, unknown> | undefined;
+    const { after } = await copy.done;
     const endRow = after[0]?.rows[0] as Record<string, unknown> | undefined;
-    if (!startRow || !endRow) throw new ReplicationError("BASE_BACKUP did not report its start and end positions");
-    const startLsn = parseLsn(String(startRow.recptr));
-    const timeline = Number(startRow.tli);
+    if (!endRow) throw new ReplicationError("BASE_BACKUP did not report its end position");
     const endLsn = parseLsn(String(endRow.recptr));
-    const tablespaces = (before[1]?.rows ?? []).map((r) => ({
-      oid: r.spcoid == null ? null : Number(r.spcoid),
-      location: r.spclocation == null ? null : String(r.spclocation),
-      size: r.size == null ? null : Number(r.size) * 1024,
-    }));
     if (manifestFd !== undefined) {
       if (sync) fsyncSync(manifestFd);
       closeSync(manifestFd);
@@ -485,15 +726,17 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
     }
 
     if (receiver) {
-      if (walStart! > startLsn) throw new ReplicationError(`WAL streaming started at ${formatLsn(walStart!)}, after the backup's start ${formatLsn(startLsn)}`);
       receiver.stopAt(endLsn);
       await receiving;
       if (format === "tar") {
-        tarDirectory(walDir, join(root, "pg_wal.tar"), sync);
+        await tarDirectory(walDir, emitter(`pg_wal${tarExt}`), sync);
         rmSync(walDir, { recursive: true, force: true });
       }
     }
 
+    // Members appended to the main tar: the manifest (to a function only) and the -R files.
+    const extra: { name: string; content: Uint8Array }[] = [];
+    if (manifestParts) extra.push({ name: MANIFEST, content: concat(manifestParts) });
     if (o.writeRecoveryConf) {
       // The server's address and the user as resolved (env, service), the rest as the caller gave it.
       const resolved = resolveConnInfo(conninfo, { env: o.connectOptions?.env, homeDir: o.connectOptions?.homeDir }).options;
@@ -514,22 +757,19 @@ export async function baseBackup(options: BaseBackupOptions): Promise<BaseBackup
         }
       } else if (mainTar) {
         const prev = mainTar.autoConf ?? new Uint8Array(0);
-        const add = new TextEncoder().encode(lines);
-        const content = new Uint8Array(prev.length + add.length);
-        content.set(prev);
-        content.set(add, prev.length);
-        mainTar.finish([{ name: "postgresql.auto.conf", content }, { name: "standby.signal", content: new Uint8Array(0) }], sync);
-        mainTar = undefined;
+        extra.push({ name: "postgresql.auto.conf", content: concat([prev, new TextEncoder().encode(lines)]) });
+        extra.push({ name: "standby.signal", content: new Uint8Array(0) });
       }
     }
-    mainTar?.finish([], sync);
-    if (sync) for (const d of new Set(dirs)) if (existsSync(d)) fsyncPath(d);
+    await mainTar?.finish(extra, sync);
+    if (sync && !o.tarOutput) for (const d of new Set(dirs)) if (existsSync(d)) fsyncPath(d);
     return { startLsn, endLsn, timeline, bytes, tablespaces, walStart };
   } catch (e) {
     receiver?.stop();
     await receiving?.catch(() => {});
     throw e;
   } finally {
+    o.signal?.removeEventListener("abort", onAbort);
     await client.close().catch(() => {});
   }
 }

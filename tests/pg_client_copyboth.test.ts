@@ -50,11 +50,17 @@ for (const v of VERSIONS) {
     }
   });
 
-  test(`copyBoth() PG${v}: BASE_BACKUP gives its result sets and the archive stream`, { skip }, async () => {
+  test(`copyBoth() PG${v}: BASE_BACKUP gives its result sets (those before the copy at its start) and the archive stream`, { skip }, async () => {
     const c = await cluster(v);
     const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres replication=true`, base);
     try {
-      const copy = client.copyBoth("BASE_BACKUP (LABEL 'copyboth test', CHECKPOINT 'fast', MANIFEST 'no')");
+      const copy = client.copyBoth("BASE_BACKUP (LABEL 'copyboth test', CHECKPOINT 'fast', MANIFEST 'no', PROGRESS)");
+      // The start position and the tablespace list (with PROGRESS: sizes) come before any archive byte is read.
+      const early = await copy.before();
+      assert.equal(copy.serverDone, false, "before() resolved while the copy runs");
+      assert.equal(early.length, 2);
+      assert.match(String(early[0].rows[0].recptr), /^[0-9A-F]+\/[0-9A-F]+$/);
+      assert.ok(early[1].rows.some((r) => r.spcoid === null && Number(r.size) > 0), "the main tablespace with its size in kB");
       const kinds = new Map<string, number>();
       let bytes = 0;
       for await (const msg of copy) {
@@ -65,6 +71,7 @@ for (const v of VERSIONS) {
       assert.equal(await copy.started(), "out");
       const { before, after } = await copy.done;
       assert.equal(before.length, 2, "start position and tablespaces");
+      assert.deepEqual(before, early);
       assert.match(String(before[0].rows[0].recptr), /^[0-9A-F]+\/[0-9A-F]+$/);
       // The end position (a one-row result), then the command's own CommandComplete.
       assert.match(String(after[0].rows[0].recptr), /^[0-9A-F]+\/[0-9A-F]+$/);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import {
   type ClusterInfo,
   cluster,
+  type OwnedCluster,
   createDatabase,
   psql,
   ROLES,
@@ -20,6 +21,7 @@ import {
   startCluster,
   startServer,
   unavailable,
+  type Version,
   VERSIONS,
 } from "./_fixture/cluster.ts";
 import { runtime } from "./_fixture/runtime.ts";
@@ -34,6 +36,17 @@ const PG15_BIN = "/usr/lib/postgresql/15/bin";
 const home = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
 const tag = `${runtime}_${process.pid}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// The backups here copy whole clusters: the shared ones grow with every other test's databases
+// during a run (each CREATE DATABASE copies the template), so the later a backup of them ran, the
+// slower it was. A small cluster per version for this file keeps them the same size; its
+// watchdog stops it when this process ends.
+const small = new Map<Version, Promise<OwnedCluster>>();
+function smallCluster(v: Version): Promise<OwnedCluster> {
+  let c = small.get(v);
+  if (!c) small.set(v, c = startCluster(v));
+  return c;
+}
 
 const rsocketFactory = (transport as { rsocketFactory?: (o: { provider: "kernel" }) => ConnectOptions["socketFactory"] }).rsocketFactory;
 const TRANSPORTS = [
@@ -86,20 +99,27 @@ async function waitFor(what: string, fn: () => Promise<boolean>, ms = 60_000): P
 
 for (const v of VERSIONS) {
   for (const t of TRANSPORTS) {
-    test(`baseBackup() PG${v} over ${t.name}: a plain backup with streamed WAL verifies and starts as a hot standby of the primary`, { skip: unavailable(v) ?? t.skip }, async () => {
-      const c = await cluster(v);
+    test(`baseBackup() PG${v} over ${t.name}: a plain backup with streamed WAL (from the backup's start) verifies, reports a total, and starts as a hot standby of the primary`, { skip: unavailable(v) ?? t.skip }, async () => {
+      const c = await smallCluster(v);
       const db = await createDatabase(c, "bb");
       await psql(c, "CREATE TABLE r AS SELECT g AS a FROM generate_series(1, 1000) g", { database: db });
       const base = serverBaseDir(v);
       const data = join(base, "data");
       const seen: number[] = [];
+      const totals = new Set<number | undefined>();
       const r = await baseBackup({
         connection: t.connection(c), connectOptions: t.options, directory: data, checkpoint: "fast", writeRecoveryConf: true,
-        manifestChecksums: v === 15 ? "CRC32C" : "SHA256", onProgress: (p) => seen.push(p.bytes),
+        manifestChecksums: v === 15 ? "CRC32C" : "SHA256", onProgress: (p) => (seen.push(p.bytes), totals.add(p.total)),
       });
       assert.ok(r.startLsn > 0n && r.endLsn >= r.startLsn && r.timeline === 1);
-      assert.ok(r.walStart !== undefined && r.walStart <= r.startLsn);
+      // Streaming starts at the start of the segment holding the backup's start, as pg_basebackup's.
+      assert.equal(r.walStart, r.startLsn - (r.startLsn % BigInt(16 << 20)));
       assert.ok(seen.length > 0 && seen.every((b, i) => i === 0 || b >= seen[i - 1]), "progress only grows");
+      // One total, the sum of the tablespace sizes; the bytes end near it (the server's estimate).
+      assert.equal(totals.size, 1);
+      const [total] = totals;
+      assert.equal(total, r.tablespaces.reduce((n, t) => n + t.size!, 0));
+      assert.ok(total! > 1 << 20 && seen[seen.length - 1] <= total! * 1.2 && seen[seen.length - 1] >= total! * 0.8, `${seen[seen.length - 1]} of ${total}`);
       assert.ok(existsSync(join(data, "standby.signal")));
       const auto = readFileSync(join(data, "postgresql.auto.conf"), "utf8");
       assert.match(auto, /^primary_conninfo = '.*port=\d+.*'$/m);
@@ -124,7 +144,7 @@ for (const v of VERSIONS) {
   }
 
   test(`baseBackup() PG${v}: tar format with fetched WAL holds the WAL, the manifest and the recovery settings`, { skip: unavailable(v) }, async () => {
-    const c = await cluster(v);
+    const c = await smallCluster(v);
     const dir = join(mkdtempSync(join(tmpdir(), "pg-rdma-bbtar-")), "out");
     const r = await baseBackup({
       connection: `host=${c.socketDir} port=${c.port} user=postgres`, connectOptions: { env: {}, homeDir: home }, directory: dir,
@@ -232,7 +252,7 @@ for (const v of VERSIONS) {
 }
 
 test("baseBackup() PG15: maxRate makes the server send no faster than asked", { skip: unavailable(15) }, async () => {
-  const c = await cluster(15);
+  const c = await smallCluster(15);
   const dir = join(mkdtempSync(join(tmpdir(), "pg-rdma-bbrate-")), "out");
   const rate = 16384; // kB/s
   const t0 = Date.now();
@@ -245,3 +265,30 @@ test("baseBackup() PG15: maxRate makes the server send no faster than asked", { 
   assert.ok(seconds >= floor * 0.8, `${r.bytes} bytes in ${seconds.toFixed(2)} s, faster than ${rate} kB/s`);
   assert.ok(!existsSync(join(dir, "backup_manifest")), "no manifest when not asked for");
 });
+
+for (const v of VERSIONS) {
+  test(`baseBackup() PG${v}: aborting stops the backup, closes its connections, removes what it wrote and rejects with an AbortError`, { skip: unavailable(v) }, async () => {
+    const c = await smallCluster(v);
+    const base = mkdtempSync(join(tmpdir(), "pg-rdma-bbabort-"));
+    const conn = `host=${c.socketDir} port=${c.port} user=postgres application_name=abort_${tag}`;
+    const opts = { connection: conn, connectOptions: { env: {}, homeDir: home }, checkpoint: "fast" as const, maxRate: 32 };
+    // A directory it creates goes; an empty one it was given stays, emptied; the WAL directory too.
+    const created = join(base, "new");
+    const given = join(base, "given");
+    mkdirSync(given);
+    for (const [directory, extra] of [[created, { walDirectory: join(base, "wal") }], [given, { format: "tar" as const, compression: "gzip" as const }]] as const) {
+      const ac = new AbortController();
+      const backup = baseBackup({ ...opts, ...extra, directory, signal: ac.signal, onProgress: (p) => p.bytes > 0 && ac.abort() });
+      await assert.rejects(backup, { name: "AbortError" });
+      assert.equal(existsSync(directory), directory === given);
+      if (directory === given) assert.deepEqual(readdirSync(given), []);
+      assert.ok(!existsSync(join(base, "wal")));
+    }
+    // The server saw both connections go (the backup's and the WAL stream's).
+    await waitFor("the walsenders to end", async () =>
+      (await psql(c, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'abort_${tag}'`)).trim() === "0", 10_000);
+    // An already aborted signal: nothing is written, nothing connects.
+    await assert.rejects(baseBackup({ ...opts, directory: join(base, "never"), signal: AbortSignal.abort() }), { name: "AbortError" });
+    assert.ok(!existsSync(join(base, "never")));
+  });
+}
