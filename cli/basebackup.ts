@@ -34,7 +34,7 @@ const CHECKSUMS = ["NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512"] as 
 
 /**
  * `-Z [client-]METHOD[:DETAIL]` or a bare level, as pg_basebackup 15; gzip only for now (lz4 and
- * zstd come with the compress module). `-z` is `gzip`.
+ * zstd, which dump and receivewal write, are not wired into base backups yet). `-z` is `gzip`.
  */
 export function parseBackupCompression(text: string | undefined, gzipFlag: boolean): "none" | { method: "gzip"; level?: number } {
   if (text === undefined) return gzipFlag ? { method: "gzip" } : "none";
@@ -48,7 +48,7 @@ export function parseBackupCompression(text: string | undefined, gzipFlag: boole
   if (!m) throw usage(`invalid compression specification "${text}"`);
   const [, where, method, detail] = m;
   if (method === "lz4" || method === "zstd") {
-    throw usage(`${method} compression is not available yet (it comes with the compress module); use gzip or none`);
+    throw usage(`${method} compression of base backups is not supported yet; use gzip or none`);
   }
   if (method !== "gzip" && method !== "none") throw usage(`unrecognized compression algorithm: "${method}"`);
   if (where === "server") throw usage("server-side compression is not supported; use client-side gzip (-z)");
