@@ -677,6 +677,9 @@ class CopyInHandler implements Handler {
   });
   constructor() {
     this.started = new Promise((r) => (this.#start = r));
+    // The connection can fail while the source is still being pumped, before #runCopy awaits
+    // this promise: it is surfaced there, so it must not count as unhandled meanwhile.
+    this.promise.catch(() => {});
   }
   /** An error of the data source (reported instead of the server's echo of our CopyFail). */
   sourceError: Error | undefined;

@@ -305,6 +305,32 @@ for (const v of VERSIONS) {
       }, db);
     });
 
+    test(`copyFrom() PG${v} ${tr.name}: close() while the source is still pumping rejects the copy, with no unhandled rejection`, { skip }, async () => {
+      const c = await cluster(v);
+      const unhandled: unknown[] = [];
+      const onUnhandled = (e: unknown) => unhandled.push(e);
+      process.on("unhandledRejection", onUnhandled);
+      try {
+        const client = await open(c, tr);
+        await client.query("CREATE TEMP TABLE closing (a text)");
+        let sent = 0;
+        async function* endless() {
+          for (;;) {
+            yield "x".repeat(1000) + "\n";
+            if (++sent % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+          }
+        }
+        const copy = client.copyFrom("COPY closing FROM STDIN", endless());
+        while (sent < 500) await new Promise((r) => setTimeout(r, 5));
+        await client.close();
+        await assert.rejects(copy, /connection is closed/);
+        await new Promise((r) => setTimeout(r, 100)); // an unhandled rejection is reported by now
+        assert.deepEqual(unhandled, []);
+      } finally {
+        process.off("unhandledRejection", onUnhandled);
+      }
+    });
+
     test(`copyFrom()/copyTo() PG${v} ${tr.name}: Node and Web streams, a failing source aborts the COPY cleanly`, { skip }, async () => {
       const c = await cluster(v);
       await withClient(c, tr, async (client) => {
