@@ -92,7 +92,7 @@ test("basebackup refuses a bad rate, a bad mapping, a slot-less --create-slot, s
     [["-D", "/tmp/x", "--waldir", "w"], /WAL directory location must be an absolute path/],
     [["-D", "/tmp/x", "-z"], /only tar mode backups can be compressed/],
     [["-D", "/tmp/x", "-Ft", "-Z", "lz4"], /lz4 compression of base backups is not supported yet; use gzip or none/],
-    [["-D", "/tmp/x", "-Ft", "-Z", "zstd:3"], /zstd compression is not available yet/],
+    [["-D", "/tmp/x", "-Ft", "-Z", "zstd:3"], /zstd compression of base backups is not supported yet/],
     [["-D", "/tmp/x", "-Ft", "-Z", "gzip:12"], /between 1 and 9/],
   ] as const) {
     const r = await run(exe, [...baseArgs, "basebackup", ...args]);
