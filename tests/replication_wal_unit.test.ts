@@ -191,7 +191,8 @@ test("WalReceiver refuses bad options with TypeError/RangeError", () => {
   const base = { connection: "host=/nowhere", directory: "/tmp/x" };
   assert.throws(() => new WalReceiver({ ...base, directory: "" }), TypeError);
   assert.throws(() => new WalReceiver({ ...base, endpos: 5 as unknown as bigint }), TypeError);
-  assert.throws(() => new WalReceiver({ ...base, compression: "lz4" as "gzip" }), /lz4 and zstd/);
+  assert.throws(() => new WalReceiver({ ...base, compression: "brotli" as "gzip" }), /compression must be "none", "gzip", "lz4", "zstd"/);
+  assert.doesNotThrow(() => new WalReceiver({ ...base, compression: { method: "zstd", level: 3 } }));
   assert.throws(() => new WalReceiver({ ...base, compression: { method: "gzip", level: 12 } }), RangeError);
   assert.throws(() => new WalReceiver({ ...base, statusInterval: -1 }), RangeError);
   assert.throws(() => new WalReceiver({ ...base, slot: "a", createTempSlot: true }), TypeError);
