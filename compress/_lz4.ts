@@ -15,8 +15,7 @@
 // block may decode to less), so the frame's own 4-byte block-size field in our input window is
 // overwritten with the frame's block maximum and the block is decoded in place, without a copy.
 import { Buffer } from "node:buffer";
-import { ByteQueue } from "./_queue.ts";
-import { CHUNK, type Codec, CompressionError, isSkippableMagic } from "./_codec.ts";
+import { CHUNK, type Codec, FrameStreamDecoder } from "./_codec.ts";
 import { Xxh32, xxh32 } from "./_xxh32.ts";
 
 type Lz4Napi = typeof import("lz4-napi");
@@ -133,62 +132,39 @@ interface Frame {
 const BLOCK_MAX = [0, 0, 0, 0, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024];
 
 /** LZ4 frame decoder (see the module comment for what it reads). */
-export class Lz4Decoder implements Codec {
+export class Lz4Decoder extends FrameStreamDecoder {
   #lz4: Lz4Napi;
-  #q = new ByteQueue();
   /** The frame being read, once its header is. */
   #frame: Frame | undefined;
-  #skip = 0;
-  #sawFrame = false;
 
   constructor(lz4: Lz4Napi) {
+    super("lz4", MAGIC, "an LZ4 frame", "LZ4 frame data");
     this.#lz4 = lz4;
   }
 
-  #fail(message: string, cause?: unknown): never {
-    throw new CompressionError("lz4", message, cause === undefined ? undefined : { cause });
-  }
-
-  push(chunk: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    if (this.#skip) {
-      const n = Math.min(this.#skip, chunk.length);
-      this.#skip -= n;
-      chunk = chunk.subarray(n);
-    }
-    if (chunk.length) this.#q.append(chunk);
-    while (this.#step(out));
-    return out;
+  protected get inFrame(): boolean {
+    return this.#frame !== undefined;
   }
 
   /** Decodes what it can; false when it needs more input. */
-  #step(out: Uint8Array[]): boolean {
-    const q = this.#q;
+  protected step(out: Uint8Array[]): boolean {
+    const q = this.q;
     if (!this.#frame) {
-      if (q.length < 4) return false;
-      const magic = q.u32(0);
-      if (isSkippableMagic(magic)) {
-        if (q.length < 8) return false;
-        const n = q.u32(4);
-        const here = Math.min(n, q.length - 8);
-        q.consume(8 + here);
-        this.#skip = n - here;
-        return this.#skip === 0;
-      }
-      if (magic !== MAGIC) this.#fail(this.#sawFrame ? "data after the last frame is not an LZ4 frame" : "not LZ4 frame data (bad magic number)");
+      const start = this.frameStart();
+      if (start !== "frame") return start;
       if (q.length < 7) return false;
       const flg = q.u8(4), bd = q.u8(5);
-      if ((flg & 0xc0) !== FLG_VERSION) this.#fail(`unsupported frame version ${(flg >> 6) & 3}`);
-      if (flg & FLG_DICT) this.#fail("frames with a dictionary are not supported");
-      if ((flg & 0x02) || (bd & 0x8f)) this.#fail("reserved bits set in the frame descriptor");
+      if ((flg & 0xc0) !== FLG_VERSION) this.fail(`unsupported frame version ${(flg >> 6) & 3}`);
+      if (flg & FLG_DICT) this.fail("frames with a dictionary are not supported");
+      if ((flg & 0x02) || (bd & 0x8f)) this.fail("reserved bits set in the frame descriptor");
       const blockMax = BLOCK_MAX[(bd >> 4) & 7];
-      if (!blockMax) this.#fail(`invalid block maximum size code ${(bd >> 4) & 7}`);
+      if (!blockMax) this.fail(`invalid block maximum size code ${(bd >> 4) & 7}`);
       const headerLen = 7 + (flg & FLG_SIZE ? 8 : 0);
       if (q.length < headerLen) return false;
-      if (((xxh32(q.view(4, headerLen - 5)) >>> 8) & 0xff) !== q.u8(headerLen - 1)) this.#fail("frame header checksum mismatch");
+      if (((xxh32(q.view(4, headerLen - 5)) >>> 8) & 0xff) !== q.u8(headerLen - 1)) this.fail("frame header checksum mismatch");
       const size = flg & FLG_SIZE ? BigInt(q.u32(6)) | (BigInt(q.u32(10)) << 32n) : undefined;
       this.#frame = { flg, blockMax, size, produced: 0n, sum: flg & FLG_CONTENT_SUM ? new Xxh32() : undefined, scan: headerLen };
-      this.#sawFrame = true;
+      this.sawFrame();
       if (flg & FLG_INDEP) q.consume(headerLen);
       return true;
     }
@@ -197,24 +173,24 @@ export class Lz4Decoder implements Codec {
   }
 
   #independent(f: Frame, out: Uint8Array[]): boolean {
-    const q = this.#q;
+    const q = this.q;
     if (q.length < 4) return false;
     const word = q.u32(0);
     if (word === 0) {
       const need = 4 + (f.sum ? 4 : 0);
       if (q.length < need) return false;
-      if (f.sum && f.sum.digest() !== q.u32(4)) this.#fail("content checksum mismatch");
-      if (f.size !== undefined && f.size !== f.produced) this.#fail(`frame content size says ${f.size} bytes, the blocks hold ${f.produced}`);
+      if (f.sum && f.sum.digest() !== q.u32(4)) this.fail("content checksum mismatch");
+      if (f.size !== undefined && f.size !== f.produced) this.fail(`frame content size says ${f.size} bytes, the blocks hold ${f.produced}`);
       q.consume(need);
       this.#frame = undefined;
       return true;
     }
     const n = word & 0x7fffffff;
-    if (n > f.blockMax) this.#fail(`block of ${n} bytes exceeds the frame's block maximum ${f.blockMax}`);
+    if (n > f.blockMax) this.fail(`block of ${n} bytes exceeds the frame's block maximum ${f.blockMax}`);
     const bsum = f.flg & FLG_BLOCK_SUM ? 4 : 0;
     if (q.length < 4 + n + bsum) return false;
     const data = q.view(4, n);
-    if (bsum && xxh32(data) !== q.u32(4 + n)) this.#fail("block checksum mismatch");
+    if (bsum && xxh32(data) !== q.u32(4 + n)) this.fail("block checksum mismatch");
     let plain: Uint8Array;
     if (word & UNCOMPRESSED) plain = data.slice();
     else {
@@ -225,7 +201,7 @@ export class Lz4Decoder implements Codec {
         const d = this.#lz4.uncompressSync(asBuffer(at));
         plain = new Uint8Array(d.buffer, d.byteOffset, d.length);
       } catch (e) {
-        this.#fail(`corrupt block: ${(e as Error).message}`, e);
+        this.fail(`corrupt block: ${(e as Error).message}`, e);
       }
     }
     f.sum?.update(plain);
@@ -237,7 +213,7 @@ export class Lz4Decoder implements Codec {
 
   /** Linked blocks: find the end of the frame, then decode the whole frame at once. */
   #linked(f: Frame, out: Uint8Array[]): boolean {
-    const q = this.#q;
+    const q = this.q;
     for (;;) {
       if (q.length < f.scan + 4) return false;
       const word = q.u32(f.scan);
@@ -248,24 +224,17 @@ export class Lz4Decoder implements Codec {
         try {
           d = this.#lz4.decompressFrameSync(asBuffer(q.view(0, end)));
         } catch (e) {
-          this.#fail(`corrupt frame: ${(e as Error).message}`, e);
+          this.fail(`corrupt frame: ${(e as Error).message}`, e);
         }
-        if (f.size !== undefined && f.size !== BigInt(d.length)) this.#fail(`frame content size says ${f.size} bytes, the blocks hold ${d.length}`);
+        if (f.size !== undefined && f.size !== BigInt(d.length)) this.fail(`frame content size says ${f.size} bytes, the blocks hold ${d.length}`);
         if (d.length) out.push(new Uint8Array(d.buffer, d.byteOffset, d.length));
         q.consume(end);
         this.#frame = undefined;
         return true;
       }
       const n = word & 0x7fffffff;
-      if (n > f.blockMax) this.#fail(`block of ${n} bytes exceeds the frame's block maximum ${f.blockMax}`);
+      if (n > f.blockMax) this.fail(`block of ${n} bytes exceeds the frame's block maximum ${f.blockMax}`);
       f.scan += 4 + n + (f.flg & FLG_BLOCK_SUM ? 4 : 0);
     }
-  }
-
-  end(): Uint8Array[] {
-    const out = this.push(new Uint8Array(0));
-    if (this.#frame || this.#q.length || this.#skip) this.#fail("truncated input (the stream ends inside a frame)");
-    if (!this.#sawFrame) this.#fail("empty input (no LZ4 frame)");
-    return out;
   }
 }

@@ -12,8 +12,7 @@
 // content size or, when the header has none, from its blocks (each at most 128 KiB). Memory is
 // bounded by one frame: ours are 1 MiB; a file the zstd CLI wrote holds one frame for the whole
 // input, which is then decoded in one piece. Skippable frames are skipped; dictionaries refused.
-import { CHUNK, type Codec, CompressionError, isSkippableMagic } from "./_codec.ts";
-import { ByteQueue } from "./_queue.ts";
+import { CHUNK, type Codec, FrameStreamDecoder } from "./_codec.ts";
 
 type ZstdWasm = typeof import("@bokuweb/zstd-wasm");
 
@@ -86,54 +85,32 @@ export class ZstdEncoder implements Codec {
 }
 
 /** zstd decoder for a sequence of frames (see the module comment). */
-export class ZstdDecoder implements Codec {
+export class ZstdDecoder extends FrameStreamDecoder {
   #z: ZstdWasm;
-  #q = new ByteQueue();
   /** Scan state of the frame at the front of the queue. */
   #scan: { pos: number; bound: number; contentSize: number | undefined; checksum: boolean } | undefined;
-  #skip = 0;
-  #sawFrame = false;
 
   constructor(z: ZstdWasm) {
+    super("zstd", MAGIC, "a zstd frame", "zstd data");
     this.#z = z;
   }
 
-  #fail(message: string, cause?: unknown): never {
-    throw new CompressionError("zstd", message, cause === undefined ? undefined : { cause });
+  protected get inFrame(): boolean {
+    return this.#scan !== undefined;
   }
 
-  push(chunk: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    if (this.#skip) {
-      const n = Math.min(this.#skip, chunk.length);
-      this.#skip -= n;
-      chunk = chunk.subarray(n);
-    }
-    if (chunk.length) this.#q.append(chunk);
-    while (this.#step(out));
-    return out;
-  }
-
-  #step(out: Uint8Array[]): boolean {
-    const q = this.#q;
+  /** Decodes what it can; false when it needs more input. */
+  protected step(out: Uint8Array[]): boolean {
+    const q = this.q;
     if (!this.#scan) {
-      if (q.length < 4) return false;
-      const magic = q.u32(0);
-      if (isSkippableMagic(magic)) {
-        if (q.length < 8) return false;
-        const n = q.u32(4);
-        const here = Math.min(n, q.length - 8);
-        q.consume(8 + here);
-        this.#skip = n - here;
-        return this.#skip === 0;
-      }
-      if (magic !== MAGIC) this.#fail(this.#sawFrame ? "data after the last frame is not a zstd frame" : "not zstd data (bad magic number)");
+      const start = this.frameStart();
+      if (start !== "frame") return start;
       if (q.length < 5) return false;
       // Frame_Header_Descriptor: FCS flag (2 bits), Single_Segment, unused, reserved, Checksum, Dict_ID flag (2 bits).
       const fhd = q.u8(4);
       const fcsFlag = fhd >> 6, single = (fhd >> 5) & 1, dictFlag = fhd & 3;
-      if (fhd & 0x08) this.#fail("reserved bit set in the frame header");
-      if (dictFlag) this.#fail("frames that need a dictionary are not supported");
+      if (fhd & 0x08) this.fail("reserved bit set in the frame header");
+      if (dictFlag) this.fail("frames that need a dictionary are not supported");
       const fcsLen = [single, 2, 4, 8][fcsFlag];
       const headerLen = 5 + (single ? 0 : 1) + fcsLen;
       if (q.length < headerLen) return false;
@@ -144,7 +121,7 @@ export class ZstdDecoder implements Codec {
       else if (fcsLen === 4) contentSize = q.u32(at);
       else if (fcsLen === 8) contentSize = q.u32(at) + q.u32(at + 4) * 2 ** 32;
       this.#scan = { pos: headerLen, bound: 0, contentSize, checksum: !!(fhd & 0x04) };
-      this.#sawFrame = true;
+      this.sawFrame();
       return true;
     }
     // Block_Header: Last_Block (1 bit), Block_Type (2 bits), Block_Size (21 bits), little-endian.
@@ -153,8 +130,8 @@ export class ZstdDecoder implements Codec {
       if (q.length < s.pos + 3) return false;
       const h = q.u8(s.pos) | (q.u8(s.pos + 1) << 8) | (q.u8(s.pos + 2) << 16);
       const last = h & 1, type = (h >> 1) & 3, size = h >>> 3;
-      if (type === 3) this.#fail("reserved block type (corrupt data)");
-      if (size > BLOCK_MAX) this.#fail(`block of ${size} bytes exceeds the 128 KiB maximum (corrupt data)`);
+      if (type === 3) this.fail("reserved block type (corrupt data)");
+      if (size > BLOCK_MAX) this.fail(`block of ${size} bytes exceeds the 128 KiB maximum (corrupt data)`);
       const stored = type === 1 ? 1 : size; // RLE: one byte repeated `size` times
       const next = s.pos + 3 + stored;
       if (q.length < next) return false;
@@ -169,19 +146,12 @@ export class ZstdDecoder implements Codec {
     try {
       d = this.#z.decompress(q.view(0, end), { defaultHeapSize: Math.max(bound, 1) });
     } catch (e) {
-      this.#fail(`corrupt frame: ${(e as Error).message}`, e);
+      this.fail(`corrupt frame: ${(e as Error).message}`, e);
     }
-    if (s.contentSize !== undefined && d.length !== s.contentSize) this.#fail(`frame content size says ${s.contentSize} bytes, it decoded to ${d.length}`);
+    if (s.contentSize !== undefined && d.length !== s.contentSize) this.fail(`frame content size says ${s.contentSize} bytes, it decoded to ${d.length}`);
     if (d.length) out.push(d);
     q.consume(end);
     this.#scan = undefined;
     return true;
-  }
-
-  end(): Uint8Array[] {
-    const out = this.push(new Uint8Array(0));
-    if (this.#scan || this.#q.length || this.#skip) this.#fail("truncated input (the stream ends inside a frame)");
-    if (!this.#sawFrame) this.#fail("empty input (no zstd frame)");
-    return out;
   }
 }
