@@ -314,12 +314,12 @@ for (const v of VERSIONS) {
         const client = await open(c, tr);
         await client.query("CREATE TEMP TABLE closing (a text)");
         let sent = 0;
-        async function* endless() {
+        const endless = async function* () {
           for (;;) {
             yield "x".repeat(1000) + "\n";
             if (++sent % 100 === 0) await new Promise((r) => setTimeout(r, 1));
           }
-        }
+        };
         const copy = client.copyFrom("COPY closing FROM STDIN", endless());
         while (sent < 500) await new Promise((r) => setTimeout(r, 5));
         const rejected = assert.rejects(copy, /connection is closed/); // handled before close() fails it
