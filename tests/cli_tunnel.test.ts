@@ -165,8 +165,10 @@ test("100 concurrent psql sessions run at once through the tunnel chain", { skip
   const t = await chain(c);
   try {
     const tag = `tun100_${process.pid}`;
+    // Each session stays 3 s, longer than starting 100 psql processes takes on a loaded 2-core
+    // machine (with 1.5 s, one loaded run saw only 39 at once).
     const runs = await Promise.all(Array.from({ length: 100 }, () =>
-      psqlTcp(t.client.port, `SELECT pg_sleep(1.5); SELECT count(*) FROM pg_stat_activity WHERE application_name = '${tag}'`, "postgres", { PGAPPNAME: tag })
+      psqlTcp(t.client.port, `SELECT pg_sleep(3); SELECT count(*) FROM pg_stat_activity WHERE application_name = '${tag}'`, "postgres", { PGAPPNAME: tag })
     ));
     for (const r of runs) assert.equal(r.code, 0, r.err);
     const most = Math.max(...runs.map((r) => Number(r.out.trim().split("\n").pop())));
