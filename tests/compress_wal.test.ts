@@ -20,11 +20,17 @@ const SEGMENT = /^[0-9A-F]{24}$/;
 const SEG_SIZE = 16 * 1024 * 1024;
 const segno = (name: string) => parseSegmentFileName(name, SEG_SIZE)!.segno;
 
-/** Writes about `mb` MiB of WAL; switches to a new segment if asked; returns the end LSN. */
+/**
+ * Writes about `mb` MiB of WAL and returns an end position: with `switchWal`, the end of the
+ * segment just switched out (a segment boundary, whatever other tests write to the shared
+ * cluster meanwhile), else the current position (inside a segment).
+ */
 async function load(c: ClusterInfo, db: string, mb: number, switchWal: boolean): Promise<bigint> {
   await psql(c, `CREATE TABLE IF NOT EXISTS w (a int, b text); INSERT INTO w SELECT g, md5(g::text) || repeat('x', 150) FROM generate_series(1, ${mb * 3500}) g`, { database: db });
-  const out = await psql(c, switchWal ? "SELECT pg_switch_wal(); SELECT pg_current_wal_lsn()" : "SELECT pg_current_wal_lsn()", { database: db });
-  return parseLsn(out.trim().split("\n").pop()!);
+  const out = await psql(c, switchWal ? "SELECT pg_switch_wal()" : "SELECT pg_current_wal_lsn()", { database: db });
+  const lsn = parseLsn(out.trim().split("\n").pop()!);
+  const seg = BigInt(SEG_SIZE);
+  return switchWal ? (lsn + seg - 1n) / seg * seg : lsn;
 }
 
 /** Runs a receiver until `work` has written WAL and the end position is reached. */
