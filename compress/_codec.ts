@@ -25,6 +25,42 @@ export class CompressionError extends Error {
 /** Uncompressed bytes per block (LZ4) or frame (zstd): bounds memory and event-loop stalls. */
 export const CHUNK = 1024 * 1024;
 
+/**
+ * Cuts a byte stream into pieces of exactly {@link CHUNK} bytes, whatever sizes it is fed in:
+ * whole pieces of the input are handed on without a copy, the rest is staged until a piece is
+ * full. The encoders compress one piece per block (LZ4) or frame (zstd).
+ */
+export class ChunkStager {
+  #stage = new Uint8Array(CHUNK);
+  #staged = 0;
+
+  /** Feeds bytes; calls `piece` for each full piece (valid only during the call). */
+  feed(chunk: Uint8Array, piece: (data: Uint8Array) => void): void {
+    let i = 0;
+    if (this.#staged) {
+      const n = Math.min(CHUNK - this.#staged, chunk.length);
+      this.#stage.set(chunk.subarray(0, n), this.#staged);
+      this.#staged += n;
+      i = n;
+      if (this.#staged < CHUNK) return;
+      piece(this.#stage);
+      this.#staged = 0;
+    }
+    for (; chunk.length - i >= CHUNK; i += CHUNK) piece(chunk.subarray(i, i + CHUNK));
+    if (i < chunk.length) {
+      this.#stage.set(chunk.subarray(i), 0);
+      this.#staged = chunk.length - i;
+    }
+  }
+
+  /** Takes what is staged (possibly nothing), leaving the stager empty. */
+  takeRest(): Uint8Array {
+    const rest = this.#stage.subarray(0, this.#staged);
+    this.#staged = 0;
+    return rest;
+  }
+}
+
 /** Magic number of skippable frames (shared by LZ4 and zstd): 0x184D2A50-0x184D2A5F. */
 export const isSkippableMagic = (magic: number) => (magic & 0xfffffff0) === 0x184d2a50;
 

@@ -15,7 +15,7 @@
 // block may decode to less), so the frame's own 4-byte block-size field in our input window is
 // overwritten with the frame's block maximum and the block is decoded in place, without a copy.
 import { Buffer } from "node:buffer";
-import { CHUNK, type Codec, FrameStreamDecoder } from "./_codec.ts";
+import { ChunkStager, type Codec, FrameStreamDecoder } from "./_codec.ts";
 import { Xxh32, xxh32 } from "./_xxh32.ts";
 
 type Lz4Napi = typeof import("lz4-napi");
@@ -57,8 +57,7 @@ function le32(v: number): Uint8Array {
 /** LZ4 frame encoder (fast mode; lz4-napi has no HC levels). */
 export class Lz4Encoder implements Codec {
   #lz4: Lz4Napi;
-  #stage = new Uint8Array(CHUNK);
-  #staged = 0;
+  #stager = new ChunkStager();
   #sum = new Xxh32();
   #started = false;
 
@@ -72,21 +71,7 @@ export class Lz4Encoder implements Codec {
       this.#started = true;
       out.push(frameHeader());
     }
-    let i = 0;
-    if (this.#staged) {
-      const n = Math.min(CHUNK - this.#staged, chunk.length);
-      this.#stage.set(chunk.subarray(0, n), this.#staged);
-      this.#staged += n;
-      i = n;
-      if (this.#staged < CHUNK) return out;
-      this.#block(this.#stage, out);
-      this.#staged = 0;
-    }
-    for (; chunk.length - i >= CHUNK; i += CHUNK) this.#block(chunk.subarray(i, i + CHUNK), out);
-    if (i < chunk.length) {
-      this.#stage.set(chunk.subarray(i), 0);
-      this.#staged = chunk.length - i;
-    }
+    this.#stager.feed(chunk, (piece) => this.#block(piece, out));
     return out;
   }
 
@@ -107,8 +92,8 @@ export class Lz4Encoder implements Codec {
 
   end(): Uint8Array[] {
     const out = this.push(new Uint8Array(0));
-    if (this.#staged) this.#block(this.#stage.subarray(0, this.#staged), out);
-    this.#staged = 0;
+    const rest = this.#stager.takeRest();
+    if (rest.length) this.#block(rest, out);
     const tail = new Uint8Array(8);
     const dv = new DataView(tail.buffer);
     dv.setUint32(0, 0, true); // EndMark

@@ -12,7 +12,7 @@
 // content size or, when the header has none, from its blocks (each at most 128 KiB). Memory is
 // bounded by one frame: ours are 1 MiB; a file the zstd CLI wrote holds one frame for the whole
 // input, which is then decoded in one piece. Skippable frames are skipped; dictionaries refused.
-import { CHUNK, type Codec, FrameStreamDecoder } from "./_codec.ts";
+import { ChunkStager, type Codec, FrameStreamDecoder } from "./_codec.ts";
 
 type ZstdWasm = typeof import("@bokuweb/zstd-wasm");
 
@@ -41,8 +41,7 @@ export function loadZstd(): Promise<ZstdWasm> {
 export class ZstdEncoder implements Codec {
   #z: ZstdWasm;
   #level: number;
-  #stage = new Uint8Array(CHUNK);
-  #staged = 0;
+  #stager = new ChunkStager();
   #frames = 0;
 
   constructor(z: ZstdWasm, level: number) {
@@ -57,29 +56,15 @@ export class ZstdEncoder implements Codec {
 
   push(chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = [];
-    let i = 0;
-    if (this.#staged) {
-      const n = Math.min(CHUNK - this.#staged, chunk.length);
-      this.#stage.set(chunk.subarray(0, n), this.#staged);
-      this.#staged += n;
-      i = n;
-      if (this.#staged < CHUNK) return out;
-      this.#frame(this.#stage, out);
-      this.#staged = 0;
-    }
-    for (; chunk.length - i >= CHUNK; i += CHUNK) this.#frame(chunk.subarray(i, i + CHUNK), out);
-    if (i < chunk.length) {
-      this.#stage.set(chunk.subarray(i), 0);
-      this.#staged = chunk.length - i;
-    }
+    this.#stager.feed(chunk, (piece) => this.#frame(piece, out));
     return out;
   }
 
   end(): Uint8Array[] {
     const out: Uint8Array[] = [];
     // An empty input still gets one (empty) frame, so the output is a valid zstd file.
-    if (this.#staged || !this.#frames) this.#frame(this.#stage.subarray(0, this.#staged), out);
-    this.#staged = 0;
+    const rest = this.#stager.takeRest();
+    if (rest.length || !this.#frames) this.#frame(rest, out);
     return out;
   }
 }
