@@ -169,6 +169,13 @@ interface Handler {
   message(f: Frame): void;
   /** Fast path for DataRow `D`: the body is `bytes[start, end)`, no frame object made. */
   row?(bytes: Uint8Array, start: number, end: number): void;
+  /**
+   * Fast path for CopyData `d`: the payload is `bytes[start, end)` (a view valid only during
+   * the call: copy what you keep past {@link chunkEnd}), no frame object made.
+   */
+  copyData?(bytes: Uint8Array, start: number, end: number): void;
+  /** Every complete frame of the received chunk has been handed over (a batch may be flushed). */
+  chunkEnd?(): void;
   /** ReadyForQuery: the request is complete. */
   ready(): void;
   /** The connection failed; reject. */
@@ -594,13 +601,51 @@ class CopyOutHandler implements Handler {
   result: { command: string; rowCount: number | null } | undefined;
   readonly flow: Flow<Uint8Array>;
   #client: Client;
-  constructor(client: Client, hwm: number) {
+  #coalesce: boolean;
+  // Coalescing: payloads are copied into #batch as they are framed; [#mark, #fill) is not yet
+  // pushed. One push per received chunk instead of a frame, a view and a flow item per row.
+  #batch: Uint8Array | undefined;
+  #mark = 0;
+  #fill = 0;
+  constructor(client: Client, hwm: number, coalesce: boolean) {
     this.#client = client;
+    this.#coalesce = coalesce;
     this.flow = new Flow(client, hwm);
   }
+  copyData(bytes: Uint8Array, start: number, end: number): void {
+    const n = end - start;
+    if (!this.#coalesce || n > COALESCE_MAX >> 2) {
+      this.chunkEnd();
+      // A view, as without coalescing: the transports never reuse a chunk they emitted.
+      this.flow.push(bytes.subarray(start, end), n);
+      return;
+    }
+    let b = this.#batch;
+    if (b === undefined || this.#fill + n > b.length) {
+      this.chunkEnd();
+      b = this.#batch = new Uint8Array(COALESCE_MAX);
+      this.#mark = this.#fill = 0;
+    }
+    let o = this.#fill;
+    if (n <= 48) {
+      // A short row: a loop is cheaper than making a view for set().
+      for (let i = start; i < end; i++) b[o++] = bytes[i];
+    } else {
+      b.set(bytes.subarray(start, end), o);
+      o += n;
+    }
+    this.#fill = o;
+  }
+  chunkEnd(): void {
+    if (this.#fill > this.#mark) {
+      this.flow.push(this.#batch!.subarray(this.#mark, this.#fill), this.#fill - this.#mark);
+      this.#mark = this.#fill;
+    }
+  }
   message(f: Frame): void {
+    this.chunkEnd();
     switch (f.type) {
-      case T.copyData:
+      case T.copyData: // only when not framed by the fast path
         this.flow.push(f.body, f.body.length);
         break;
       case T.commandComplete:
@@ -617,10 +662,12 @@ class CopyOutHandler implements Handler {
     }
   }
   ready(): void {
+    this.chunkEnd();
     if (!this.#error && !this.result) this.#error = new TypeError("copyTo() was given a statement that is not COPY ... TO STDOUT");
     this.flow.end(this.#error);
   }
   fail(e: Error): void {
+    this.chunkEnd();
     this.flow.end(this.#error ?? e);
   }
 }
@@ -980,15 +1027,22 @@ export class Client extends EventEmitter {
       const r = this.#reader;
       r.push(chunk);
       while (r.advance()) {
-        if (r.type === T.dataRow && !this.#startup) {
+        const t = r.type;
+        if ((t === T.dataRow || t === T.copyData) && !this.#startup) {
           const h = this.#queue[this.#qhead];
-          if (h?.row) {
-            h.row(r.bytes, r.start, r.end);
+          if (t === T.dataRow) {
+            if (h?.row) {
+              h.row(r.bytes, r.start, r.end);
+              continue;
+            }
+          } else if (h?.copyData) {
+            h.copyData(r.bytes, r.start, r.end);
             continue;
           }
         }
-        this.#dispatch({ type: r.type, body: r.bytes.subarray(r.start, r.end) });
+        this.#dispatch({ type: t, body: r.bytes.subarray(r.start, r.end) });
       }
+      this.#queue[this.#qhead]?.chunkEnd?.();
     } catch (e) {
       this.#teardown(e instanceof Error ? e : new ProtocolError(String(e)));
       this.#socket.destroy();
@@ -1409,8 +1463,9 @@ export class Client extends EventEmitter {
    * so rows no longer map to chunks; count `\n` or read {@link CopyOut.result}).
    */
   copyTo(sql: string, options: { highWaterMark?: number; coalesce?: boolean } = {}): CopyOut {
-    const h = this.#enqueue(new CopyOutHandler(this, options.highWaterMark ?? 256), writeQuery(new Writer(16 + sql.length), sql).take());
-    return new CopyOut(h, options.coalesce === true);
+    const coalesce = options.coalesce === true;
+    const h = this.#enqueue(new CopyOutHandler(this, options.highWaterMark ?? 256, coalesce), writeQuery(new Writer(16 + sql.length), sql).take());
+    return new CopyOut(h, coalesce);
   }
 
   /**

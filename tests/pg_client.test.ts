@@ -305,6 +305,42 @@ for (const v of VERSIONS) {
       }, db);
     });
 
+    test(`copyTo() PG${v} ${tr.name}: coalesce gives the same bytes as one chunk per row for rows of 0 B to 200 KiB, and the rows before an error`, { skip }, async () => {
+      const c = await cluster(v);
+      await withClient(c, tr, async (client) => {
+        // Row widths cross both coalescing paths: copied into a batch (short and medium rows)
+        // and handed over as views (rows above 64 KiB), in an order that fills batches unevenly.
+        const sql = "COPY (SELECT i, repeat(chr(97 + i % 26), CASE WHEN i % 97 = 0 THEN 200000 WHEN i % 13 = 0 THEN 3000 WHEN i % 2 = 0 THEN 40 ELSE i % 7 END) FROM generate_series(1, 20000) i) TO STDOUT";
+        const collect = async (coalesce: boolean) => {
+          const h = createHash("sha256");
+          let n = 0;
+          let chunks = 0;
+          for await (const chunk of client.copyTo(sql, { coalesce })) {
+            h.update(chunk);
+            n += chunk.length;
+            chunks++;
+          }
+          return { digest: h.digest("hex"), n, chunks };
+        };
+        const plain = await collect(false);
+        const co = await collect(true);
+        assert.equal(plain.chunks, 20000);
+        assert.equal(co.n, plain.n);
+        assert.equal(co.digest, plain.digest);
+        assert.ok(co.chunks < plain.chunks / 4, `${co.chunks} coalesced chunks`);
+        // An error after 5000 rows: every row before it arrives, then the error is thrown.
+        let text = "";
+        const failing = client.copyTo("COPY (SELECT i, 10 / (5001 - i) FROM generate_series(1, 6000) i) TO STDOUT", { coalesce: true });
+        await assert.rejects(async () => {
+          for await (const chunk of failing) text += new TextDecoder().decode(chunk);
+        }, /division by zero/);
+        const lines = text.split("\n").filter((l) => l !== "");
+        assert.equal(lines.length, 5000);
+        assert.equal(lines[4999], "5000\t10");
+        assert.deepEqual((await client.query("SELECT 1 AS ok")).rows, [{ ok: 1 }]);
+      });
+    });
+
     test(`copyFrom() PG${v} ${tr.name}: close() while the source is still pumping rejects the copy, with no unhandled rejection`, { skip }, async () => {
       const c = await cluster(v);
       const unhandled: unknown[] = [];
