@@ -27,7 +27,12 @@
  *
  * Environment: `BENCH_ROUNDS`, `BENCH_SECONDS` (pgbench -T, default 15), `BENCH_COPY_MB`
  * (default 1024), `BENCH_SCALE` (default 10), `BENCH_PROVIDER` (default kernel), `BENCH_MIDDLE`
- * (`both`, default; `rdma`: only our transport; `tcp`: only node:net relays), `BENCH_NETNS=1` (the
+ * (`both`, default; `rdma`: only our transport; `tcp`: only node:net relays; `socat`: Debian's
+ * socat, a relay in C, as the floor of what any user-space relay costs; a comma list mixes
+ * them), `BENCH_SHAPE` (`chain`, default: the two tunnels above; `single`: one client-side
+ * tunnel whose `rdma://` side connects straight to PostgreSQL, the shape used in front of a
+ * server that listens for rsockets itself, as Postgres Pro Enterprise does; on the kernel
+ * provider PostgreSQL accepts that connection as TCP), `BENCH_NETNS=1` (the
  * client-side tunnels and the clients in a network namespace of their own, over a veth pair;
  * direct runs stay on loopback; needs CAP_NET_ADMIN), `BENCH_PROFILE=DIR` (Node: V8 CPU
  * profiles of the tunnels into DIR).
@@ -52,8 +57,15 @@ const PROVIDER = process.env.BENCH_PROVIDER ?? "kernel";
  * (the default).
  */
 const MIDDLE = process.env.BENCH_MIDDLE ?? "both";
-if (!["rdma", "tcp", "both"].includes(MIDDLE)) throw new TypeError(`BENCH_MIDDLE must be rdma, tcp or both, got ${MIDDLE}`);
-const MIDDLES: ("rdma" | "tcp")[] = MIDDLE === "both" ? ["rdma", "tcp"] : [MIDDLE as "rdma" | "tcp"];
+type Middle = "rdma" | "tcp" | "socat";
+const MIDDLES: Middle[] = MIDDLE === "both" ? ["rdma", "tcp"] : (MIDDLE.split(",") as Middle[]);
+for (const m of MIDDLES) {
+  if (!["rdma", "tcp", "socat"].includes(m)) throw new TypeError(`BENCH_MIDDLE must be rdma, tcp, socat, a comma list of them, or both; got ${MIDDLE}`);
+}
+/** `chain`: client-side tunnel -> server-side tunnel -> PostgreSQL; `single`: one tunnel -> PostgreSQL. */
+const SHAPE = process.env.BENCH_SHAPE ?? "chain";
+if (SHAPE !== "chain" && SHAPE !== "single") throw new TypeError(`BENCH_SHAPE must be chain or single, got ${SHAPE}`);
+if (SHAPE === "single" && process.env.BENCH_NETNS === "1") throw new TypeError("BENCH_SHAPE=single and BENCH_NETNS=1 do not combine: PostgreSQL listens on loopback only");
 const [exe, baseArgs] = moduleCommand("../cli/main.ts", import.meta.url);
 const env = { ...process.env, PGPASSWORD: ROLES.superuser.password, PGCONNECT_TIMEOUT: "10" };
 
@@ -71,10 +83,13 @@ function run(cmd: string, args: string[], opts: { toNull?: boolean } = {}): Prom
   });
 }
 
-/** user + system CPU seconds of a process so far (Linux /proc; clock ticks of 100 Hz). */
+/**
+ * user + system CPU seconds of a process so far, with those of its children it reaped (socat
+ * forks one per connection) (Linux /proc; clock ticks of 100 Hz).
+ */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
 }
 
 interface Tunnel {
@@ -161,6 +176,41 @@ async function tunnel(listen: string, connect: string, prefix: string[] = []): P
   return { port, child, stats: () => stats, stop: () => (child.kill("SIGTERM"), exited) };
 }
 
+/** A free TCP port on `host` (socat cannot report the one it was given). */
+async function freePort(host: string): Promise<number> {
+  const { createServer } = await import("node:net");
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Debian's socat as a relay `listen` -> `connect` (TCP both ways), with the Tunnel shape. */
+async function socatRelay(host: string, target: string, prefix: string[] = []): Promise<Tunnel> {
+  const port = await freePort(host);
+  const full = [...prefix, "socat", `TCP-LISTEN:${port},bind=${host},fork,reuseaddr,nodelay`, `TCP:${target},nodelay`];
+  const child = spawn(full[0], full.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  let err = "";
+  child.stderr!.on("data", (d) => (err += String(d)));
+  // Listening once a connection succeeds.
+  const { connect } = await import("node:net");
+  for (let i = 0; ; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, host, () => (s.destroy(), r(true)));
+      s.on("error", () => r(false));
+    });
+    if (ok) break;
+    if (i > 100 || child.exitCode !== null) throw new Error(`socat did not listen on ${host}:${port}: ${err}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { port, child, stats: () => ({}), stop: () => (child.kill("SIGTERM"), exited) };
+}
+
 const tpsOf = (out: string) => {
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(out);
   if (!m) throw new Error(`no tps in pgbench output:\n${out}`);
@@ -172,11 +222,15 @@ if (unavailable(15)) {
 } else {
   const c = await startCluster(15);
   if (NETNS) netnsUp();
-  /** A client-side tunnel chained to a server-side one, with the middle hop over `middle`. */
+  /**
+   * The relays between the clients and PostgreSQL: a client-side tunnel chained to a
+   * server-side one with the middle hop over `middle` (shape `chain`), or the client-side one
+   * alone (shape `single`). `client` is the one the clients connect to.
+   */
   interface Chain {
-    middle: "rdma" | "tcp";
+    middle: Middle;
     label: string;
-    server: Tunnel;
+    relays: Tunnel[];
     client: Tunnel;
     best: { pgbench: number; copy: number };
     cpu: { pgbench: number; copy: number };
@@ -189,12 +243,28 @@ if (unavailable(15)) {
     port === c.port ? [join(BIN, name)] : [...clientSide, join(BIN, name)];
   try {
     for (const middle of MIDDLES) {
-      const server = await tunnel(`${middle}://${HERE}:0`, `tcp://127.0.0.1:${c.port}`);
-      const client = await tunnel("tcp://127.0.0.1:0", `${middle}://${HERE}:${server.port}`, clientSide);
+      const relays: Tunnel[] = [];
+      let target = `${HERE}:${c.port}`;
+      if (SHAPE === "chain") {
+        const server = middle === "socat"
+          ? await socatRelay(HERE, `127.0.0.1:${c.port}`)
+          : await tunnel(`${middle}://${HERE}:0`, `tcp://127.0.0.1:${c.port}`);
+        relays.push(server);
+        target = `${HERE}:${server.port}`;
+      }
+      const client = middle === "socat"
+        ? await socatRelay("127.0.0.1", target, clientSide)
+        : await tunnel("tcp://127.0.0.1:0", `${middle}://${target}`, clientSide);
+      relays.unshift(client);
+      const what = middle === "rdma"
+        ? `rsocket transport (${PROVIDER} provider)`
+        : middle === "tcp"
+        ? "node:net relays (tcp://, no FFI)"
+        : "socat relays (C, no JavaScript)";
       chains.push({
         middle,
-        label: middle === "rdma" ? `rsocket transport (${PROVIDER} provider)` : "node:net relays (tcp://, no FFI)",
-        server,
+        label: SHAPE === "single" ? what.replace("relays", "relay") + ", one tunnel" : what,
+        relays,
         client,
         best: { pgbench: 0, copy: 0 },
         cpu: { pgbench: 0, copy: 0 },
@@ -203,7 +273,7 @@ if (unavailable(15)) {
     }
     console.log(
       `PostgreSQL ${c.serverVersion}; tunnels: ${runtime}; middle hops: ${MIDDLES.map((m) => `${m}://`).join(", ")}; ` +
-        `provider ${PROVIDER}; ${ROUNDS} round(s)` +
+        `provider ${PROVIDER}; shape ${SHAPE}; ${ROUNDS} round(s)` +
         (NETNS ? `; client side in network namespace ${NS} (veth 10.213.0.2 -> 10.213.0.1)` : ""),
     );
     await run(join(BIN, "pgbench"), ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-i", "-q", "-s", String(SCALE), "postgres"]);
@@ -224,17 +294,18 @@ if (unavailable(15)) {
       return COPY_MB / ((performance.now() - t0) / 1000);
     };
     const counters = (ch: Chain) => {
-      const a = ch.client.stats(), b = ch.server.stats();
-      const k = (x: string) => (a[x] ?? 0) + (b[x] ?? 0);
+      const all = ch.relays.map((r) => r.stats());
+      const k = (x: string) => all.reduce((sum, a) => sum + (a[x] ?? 0), 0);
       return { parks: k("parks"), wakeUps: k("wakeUps"), polls: k("polls"), dispatches: k("dispatches") };
     };
     /** Runs one measurement through `ch`, adding its tunnels' CPU seconds (and, for pgbench, counters). */
     const through = async (ch: Chain, key: "pgbench" | "copy"): Promise<number> => {
-      const pids = [ch.client.child.pid!, ch.server.child.pid!];
-      const cpu0 = cpuSeconds(pids[0]) + cpuSeconds(pids[1]);
+      const cpu = () => ch.relays.reduce((sum, t) => sum + cpuSeconds(t.child.pid!), 0);
+      const cpu0 = cpu();
       const s0 = counters(ch);
       const r = key === "pgbench" ? await pgbench(ch.client.port) : await copy(ch.client.port);
-      const used = cpuSeconds(pids[0]) + cpuSeconds(pids[1]) - cpu0;
+      if (ch.middle === "socat") await new Promise((res) => setTimeout(res, 200)); // its children reaped
+      const used = cpu() - cpu0;
       ch.cpu[key] += used;
       if (key === "pgbench") {
         await new Promise((res) => setTimeout(res, 200)); // the disconnection lines carry the counters
@@ -258,7 +329,7 @@ if (unavailable(15)) {
         const parts = chains.map((ch) => {
           const t = got.get(ch)!;
           ch.best[key] = Math.max(ch.best[key], t);
-          return `${ch.middle}:// ${t.toFixed(0)} ${unit} (${(t / d).toFixed(2)}x)`;
+          return `${ch.middle} ${t.toFixed(0)} ${unit} (${(t / d).toFixed(2)}x)`;
         });
         console.log(`${key === "pgbench" ? "pgbench -S" : `COPY ${COPY_MB} MiB`} round ${round + 1}: direct ${d.toFixed(0)} ${unit}, ${parts.join(", ")}`);
       }
@@ -268,7 +339,7 @@ if (unavailable(15)) {
       if (t.txns === 0) continue;
       const f = (x: number) => (x / t.txns).toFixed(2);
       console.log(
-        `per pgbench transaction, both ${ch.middle}:// tunnels: ${f(t.cpuUs)} CPU µs` +
+        `per pgbench transaction, ${ch.relays.length === 1 ? "the" : "both"} ${ch.middle} relay${ch.relays.length === 1 ? "" : "s"}: ${f(t.cpuUs)} CPU µs` +
           (ch.middle === "rdma"
             ? `, off-thread parks ${f(t.parks)}, eventfd wake-ups ${f(t.wakeUps)}, rpoll(…, 0) ${f(t.polls)}, sockets dispatched ${f(t.dispatches)}`
             : ""),
@@ -290,7 +361,7 @@ if (unavailable(15)) {
       console.log(`targets (rsocket transport): pgbench >= 0.8x: ${pg >= 0.8 ? "met" : "NOT met"}; COPY >= 0.9x: ${cp >= 0.9 ? "met" : "NOT met"}`);
     }
   } finally {
-    await Promise.all(chains.flatMap((ch) => [ch.client.stop(), ch.server.stop()]));
+    await Promise.all(chains.flatMap((ch) => ch.relays.map((r) => r.stop())));
     if (NETNS) netnsDown();
     await c.stop();
   }
