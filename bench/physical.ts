@@ -13,6 +13,8 @@
  * `BENCH_NOSYNC=1` adds a second row per measurement with fsync off on both sides
  * (`sync: false` against `pg_receivewal --no-sync` / `pg_basebackup --no-sync`), so a slow
  * shared disk can be told apart from the client; `BENCH_NOSYNC=only` measures only that row.
+ * `BENCH_ONLY=wal` or `backup` runs one of the two measurements (to keep a run short). Each
+ * result line gives the best and the median of the rounds.
  *
  * Loading the 2 GiB cluster takes minutes of CPU; to measure on a quiet machine, start a server
  * once (`BENCH_PREPARE=1`: starts the cluster, prints `BENCH_SERVER=socketDir:port` and keeps it
@@ -40,6 +42,13 @@ const SCALE = Number(process.env.BENCH_BB_SCALE ?? 140);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 // fsync settings measured: on both sides (default), then also off on both sides (1), or only off.
 const SYNCS = process.env.BENCH_NOSYNC === "only" ? [false] : process.env.BENCH_NOSYNC === "1" ? [true, false] : [true];
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== "wal" && ONLY !== "backup") throw new RangeError(`BENCH_ONLY must be "wal" or "backup", got ${JSON.stringify(ONLY)}`);
+
+const median = (xs: number[]) => {
+  const s = xs.slice().sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 function run(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
@@ -95,10 +104,10 @@ if (unavailable(15)) {
   const pgArgs = ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres"];
   try {
     // 1. WAL receive
-    await psql(c, "DROP TABLE IF EXISTS w; CREATE TABLE w (b text)");
-    for (const sync of SYNCS) {
-      let bestOurs = Infinity;
-      let bestTheirs = Infinity;
+    if (ONLY !== "backup") await psql(c, "DROP TABLE IF EXISTS w; CREATE TABLE w (b text)");
+    for (const sync of ONLY === "backup" ? [] : SYNCS) {
+      const tsOurs: number[] = [];
+      const tsTheirs: number[] = [];
       let mb = 0;
       const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
       for (let round = 0; round < ROUNDS; round++) {
@@ -117,24 +126,26 @@ if (unavailable(15)) {
         const b = () => time(() => run(join(BIN, "pg_receivewal"), [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
         // Alternate who goes first: the second one may find the first one's writeback still going.
         const [tOurs, tTheirs] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
-        bestOurs = Math.min(bestOurs, tOurs);
-        bestTheirs = Math.min(bestTheirs, tTheirs);
+        tsOurs.push(tOurs);
+        tsTheirs.push(tTheirs);
         rmSync(ours, { recursive: true, force: true });
         rmSync(theirs, { recursive: true, force: true });
         await psql(c, "SELECT pg_drop_replication_slot('bench_ours'), pg_drop_replication_slot('bench_theirs'); TRUNCATE w; CHECKPOINT");
         console.log(`WAL receive ${mb.toFixed(0)} MiB, ${label}, round ${round + 1}: ours ${(mb / tOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / tTheirs).toFixed(0)} MB/s`);
       }
-      console.log(`RESULT WAL receive (${runtime}, ${mb.toFixed(0)} MiB, ${label}): ours ${(mb / bestOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / bestTheirs).toFixed(0)} MB/s, ours/pg_receivewal = ${(bestTheirs / bestOurs).toFixed(2)}x`);
+      const [bestOurs, bestTheirs] = [Math.min(...tsOurs), Math.min(...tsTheirs)];
+      const [medOurs, medTheirs] = [median(tsOurs), median(tsTheirs)];
+      console.log(`RESULT WAL receive (${runtime}, ${mb.toFixed(0)} MiB, ${label}, ${ROUNDS} rounds): best ours ${(mb / bestOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / bestTheirs).toFixed(0)} MB/s, ours/pg_receivewal = ${(bestTheirs / bestOurs).toFixed(2)}x; median ours ${(mb / medOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / medTheirs).toFixed(0)} MB/s = ${(medTheirs / medOurs).toFixed(2)}x`);
     }
-    await psql(c, "DROP TABLE w; CHECKPOINT");
+    if (ONLY !== "backup") await psql(c, "DROP TABLE w; CHECKPOINT");
 
     // 2. Base backup
-    await preparePgbench(c, pgArgs);
-    for (const sync of SYNCS) {
+    if (ONLY !== "wal") await preparePgbench(c, pgArgs);
+    for (const sync of ONLY === "wal" ? [] : SYNCS) {
       let size = 0;
       let sizeB = 0;
-      let bOurs = Infinity;
-      let bTheirs = Infinity;
+      const tsOurs: number[] = [];
+      const tsTheirs: number[] = [];
       const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
       for (let round = 0; round < ROUNDS; round++) {
         const a = join(mkdtempSync(join(tmpdir(), "bench-bb-ours-")), "d");
@@ -144,13 +155,16 @@ if (unavailable(15)) {
         const [tA, tB] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
         size = du(a) / (1 << 20);
         sizeB = du(b) / (1 << 20);
-        bOurs = Math.min(bOurs, tA);
-        bTheirs = Math.min(bTheirs, tB);
+        tsOurs.push(tA);
+        tsTheirs.push(tB);
         console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), ${label}, round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s`);
-        rmSync(a, { recursive: true, force: true });
-        rmSync(b, { recursive: true, force: true });
+        rmSync(join(a, ".."), { recursive: true, force: true });
+        rmSync(join(b, ".."), { recursive: true, force: true });
       }
-      console.log(`RESULT base backup (${runtime}, ${size.toFixed(0)} MiB, ${label}): ours ${(size / bOurs).toFixed(0)} MB/s, pg_basebackup ${(sizeB / bTheirs).toFixed(0)} MB/s, ours/pg_basebackup = ${((size / bOurs) / (sizeB / bTheirs)).toFixed(2)}x`);
+      const rate = (mib: number, ts: number[], pick: (xs: number[]) => number) => mib / pick(ts);
+      const best = (xs: number[]) => Math.min(...xs);
+      const [bo, bt, mo, mt] = [rate(size, tsOurs, best), rate(sizeB, tsTheirs, best), rate(size, tsOurs, median), rate(sizeB, tsTheirs, median)];
+      console.log(`RESULT base backup (${runtime}, ${size.toFixed(0)} MiB, ${label}, ${ROUNDS} rounds): best ours ${bo.toFixed(0)} MB/s, pg_basebackup ${bt.toFixed(0)} MB/s, ours/pg_basebackup = ${(bo / bt).toFixed(2)}x; median ours ${mo.toFixed(0)} MB/s, pg_basebackup ${mt.toFixed(0)} MB/s = ${(mo / mt).toFixed(2)}x`);
     }
   } finally {
     await c.stop();

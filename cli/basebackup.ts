@@ -2,7 +2,7 @@
  * `pg-rdma basebackup`: pg_basebackup on replication/'s {@link baseBackup}, over RDMA with
  * `--with-rsocket` (`-R` then writes `with_rsocket=true` into `primary_conninfo`, so the standby
  * streams over RDMA too). Plain or tar output (`-D -` with `-Ft`: the main tablespace's tar on
- * stdout), `-z`/`-Z gzip[:level]` for tar output, `--waldir`, `-X none|fetch|stream`,
+ * stdout), `-z`/`-Z gzip|lz4|zstd[:level]` for tar output, `--waldir`, `-X none|fetch|stream`,
  * `-c fast|spread`, `-P` progress with the server's size estimate as total, `-r` rate limit,
  * `-T` tablespace mapping, `-l`, `-S`/`-C`, manifests. SIGINT/SIGTERM abort the backup and
  * remove what it wrote (unless `--no-clean`), as pg_basebackup does.
@@ -12,7 +12,8 @@
 import { existsSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { formatLsn } from "../replication/mod.ts";
-import { baseBackup, type BaseBackupOptions } from "../replication/base_backup.ts";
+import { type BackupCompressionMethod, baseBackup, type BaseBackupOptions } from "../replication/base_backup.ts";
+import { checkCompression } from "../compress/mod.ts";
 import { EXIT, UsageError } from "./_args.ts";
 import type { CommandContext } from "./_commands.ts";
 import { libraryConnection } from "./_connect.ts";
@@ -33,10 +34,11 @@ export function parseMaxRate(text: string): number {
 const CHECKSUMS = ["NONE", "CRC32C", "SHA224", "SHA256", "SHA384", "SHA512"] as const;
 
 /**
- * `-Z [client-]METHOD[:DETAIL]` or a bare level, as pg_basebackup 15; gzip only for now (lz4 and
- * zstd, which dump and receivewal write, are not wired into base backups yet). `-z` is `gzip`.
+ * `-Z [client-]METHOD[:DETAIL]` or a bare level, as pg_basebackup 15: METHOD `gzip` (1-9),
+ * `lz4` (0-1: LZ4's fast mode, what compress/ offers) or `zstd` (1-22), DETAIL `N` or
+ * `level=N`; compressed on the client (server-side compression is not offered). `-z` is `gzip`.
  */
-export function parseBackupCompression(text: string | undefined, gzipFlag: boolean): "none" | { method: "gzip"; level?: number } {
+export function parseBackupCompression(text: string | undefined, gzipFlag: boolean): "none" | { method: BackupCompressionMethod; level?: number } {
   if (text === undefined) return gzipFlag ? { method: "gzip" } : "none";
   const t = text.trim();
   if (/^\d+$/.test(t)) {
@@ -47,21 +49,23 @@ export function parseBackupCompression(text: string | undefined, gzipFlag: boole
   const m = /^(?:(client|server)-)?([a-z0-9]+)(?::(.*))?$/.exec(t);
   if (!m) throw usage(`invalid compression specification "${text}"`);
   const [, where, method, detail] = m;
-  if (method === "lz4" || method === "zstd") {
-    throw usage(`${method} compression of base backups is not supported yet; use gzip or none`);
-  }
-  if (method !== "gzip" && method !== "none") throw usage(`unrecognized compression algorithm: "${method}"`);
-  if (where === "server") throw usage("server-side compression is not supported; use client-side gzip (-z)");
+  if (method !== "gzip" && method !== "lz4" && method !== "zstd" && method !== "none") throw usage(`unrecognized compression algorithm: "${method}"`);
+  if (where === "server") throw usage("server-side compression is not supported; use client-side compression (-Z gzip, lz4 or zstd)");
   if (method === "none") {
     if (detail !== undefined) throw usage(`compression algorithm "none" does not accept a compression level`);
     return "none";
   }
-  if (detail === undefined) return { method: "gzip" };
-  const lm = /^(?:level=)?(\d+)$/.exec(detail);
+  if (detail === undefined) return { method };
+  const lm = /^(?:level=)?(-?\d+)$/.exec(detail);
   if (!lm) throw usage(`invalid compression specification "${text}"`);
   const level = Number(lm[1]);
-  if (level < 1 || level > 9) throw usage(`compression algorithm "gzip" expects a compression level between 1 and 9 (default at -1)`);
-  return { method: "gzip", level };
+  if (method === "gzip" && (level < 1 || level > 9)) throw usage(`compression algorithm "gzip" expects a compression level between 1 and 9 (default at -1)`);
+  try {
+    checkCompression(method, level);
+  } catch (e) {
+    throw usage((e as Error).message);
+  }
+  return { method, level };
 }
 
 /** Runs `pg-rdma basebackup`; resolves to the exit status. */

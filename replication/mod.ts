@@ -136,6 +136,6 @@ export {
   type WalReceiverResult,
   WalStream,
 } from "./wal_receiver.ts";
-export { baseBackup, type BaseBackupOptions, type BaseBackupResult, recoveryConfLines } from "./base_backup.ts";
+export { type BackupCompressionMethod, baseBackup, type BaseBackupOptions, type BaseBackupResult, recoveryConfLines } from "./base_backup.ts";
 export { historyFileName, parseSegmentFileName, type SegmentFile, segmentName, segmentNameOf } from "./_wal_segment.ts";
 export { TarError } from "./_tar.ts";

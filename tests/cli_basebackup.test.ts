@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, type ClusterInfo, psql, ROLES, startCluster, unavailable, VERSIONS } from "./_fixture/cluster.ts";
@@ -81,7 +81,7 @@ for (const v of VERSIONS) {
   });
 }
 
-test("basebackup refuses a bad rate, a bad mapping, a slot-less --create-slot, stdout without -Ft or with -X stream, --waldir misuse and lz4/zstd/plain compression (exit 2); a failed backup removes its directory", async () => {
+test("basebackup refuses a bad rate, a bad mapping, a slot-less --create-slot, stdout without -Ft or with -X stream, --waldir misuse, compression of plain output, server-side compression and bad levels (exit 2); a failed backup removes its directory", async () => {
   for (const [args, message] of [
     [["-D", "/tmp/x", "-r", "10"], /transfer rate "10" is out of range/],
     [["-D", "/tmp/x", "-T", "relative=/abs"], /must be absolute paths/],
@@ -91,8 +91,10 @@ test("basebackup refuses a bad rate, a bad mapping, a slot-less --create-slot, s
     [["-D", "/tmp/x", "-Ft", "--waldir", "/tmp/w"], /WAL directory location can only be specified in plain mode/],
     [["-D", "/tmp/x", "--waldir", "w"], /WAL directory location must be an absolute path/],
     [["-D", "/tmp/x", "-z"], /only tar mode backups can be compressed/],
-    [["-D", "/tmp/x", "-Ft", "-Z", "lz4"], /lz4 compression of base backups is not supported yet; use gzip or none/],
-    [["-D", "/tmp/x", "-Ft", "-Z", "zstd:3"], /zstd compression of base backups is not supported yet/],
+    [["-D", "/tmp/x", "-Ft", "-Z", "server-zstd"], /server-side compression is not supported/],
+    [["-D", "/tmp/x", "-Ft", "-Z", "lz4:9"], /lz4 compression level must be an integer 0-1, got 9/],
+    [["-D", "/tmp/x", "-Ft", "-Z", "zstd:level=30"], /zstd compression level must be an integer 1-22, got 30/],
+    [["-D", "/tmp/x", "-Ft", "-Z", "brotli"], /unrecognized compression algorithm: "brotli"/],
     [["-D", "/tmp/x", "-Ft", "-Z", "gzip:12"], /between 1 and 9/],
   ] as const) {
     const r = await run(exe, [...baseArgs, "basebackup", ...args]);
@@ -114,7 +116,7 @@ test("basebackup refuses a bad rate, a bad mapping, a slot-less --create-slot, s
 // Backups of a small cluster of this test's own: the shared clusters fill up with other tests'
 // databases during a run, which made these backups slower the later they ran.
 for (const v of VERSIONS) {
-  test(`basebackup -D - -Ft -X fetch -z writes one gzipped tar with WAL and manifest to stdout; -Z gzip:1 and --waldir on disk; -P -v knows the total, on PostgreSQL ${v}`, { skip: unavailable(v) }, async () => {
+  test(`basebackup -D - -Ft -X fetch -z (and -Z lz4) writes one compressed tar with WAL and manifest to stdout; -Z gzip:1, -Z client-zstd:level=5 and --waldir on disk; -P -v knows the total, on PostgreSQL ${v}`, { skip: unavailable(v) }, async () => {
     const c = await startCluster(v);
     const dir = mkdtempSync(join(tmpdir(), "pg-rdma-bb-"));
     try {
@@ -157,6 +159,36 @@ for (const v of VERSIONS) {
       assert.equal(readFileSync(join(xz, "PG_VERSION"), "utf8").trim(), String(v));
       const estimate = /the server estimates the backup at (\d+) kB/.exec(z.err);
       assert.ok(estimate && Number(estimate[1]) > 1000, `-P -v reports the total: ${z.err}`);
+
+      // zstd on disk and lz4 on stdout: Debian's zstd and lz4 read them back to tars that extract.
+      const zs = join(dir, "zs");
+      const zr = await run(exe, [...args, "-D", zs, "-Ft", "-X", "fetch", "-Z", "client-zstd:level=5", "-c", "fast"]);
+      assert.equal(zr.code, 0, zr.err);
+      assert.deepEqual(readdirSync(zs).sort(), ["backup_manifest", "base.tar.zst"]);
+      await runOk("zstd", ["-d", "-q", join(zs, "base.tar.zst"), "-o", join(dir, "zs.tar")]);
+      const lz4Path = join(dir, "stdout.tar.lz4");
+      const lz = await new Promise<number | null>((resolve, reject) => {
+        const fd = openSync(lz4Path, "w");
+        const child = spawn(exe, [...args, "-D", "-", "-Ft", "-X", "fetch", "-Z", "lz4", "-c", "fast"], { stdio: ["ignore", fd, "ignore"] });
+        child.on("error", reject);
+        child.on("close", (code) => (closeSync(fd), resolve(code)));
+      });
+      assert.equal(lz, 0);
+      await runOk("lz4", ["-d", "-q", lz4Path, join(dir, "lz.tar")]);
+      for (const [name, tarFile] of [["xs", "zs.tar"], ["xl", "lz.tar"]]) {
+        const into = join(dir, name);
+        mkdirSync(into);
+        await runOk("tar", ["-xf", join(dir, tarFile), "-C", into]);
+        assert.equal(readFileSync(join(into, "PG_VERSION"), "utf8").trim(), String(v));
+        assert.ok(readdirSync(join(into, "pg_wal")).some((f) => /^[0-9A-F]{24}$/.test(f)), "WAL fetched into the tar");
+      }
+      if (v === 15 && existsSync(VERIFY)) {
+        writeFileSync(join(dir, "xs", "backup_manifest"), readFileSync(join(zs, "backup_manifest")));
+        for (const x of ["xs", "xl"]) {
+          const ok = await run(VERIFY, [join(dir, x)]);
+          assert.equal(ok.code, 0, ok.err + ok.out);
+        }
+      }
 
       const plain = join(dir, "plain");
       const waldir = join(dir, "wal elsewhere");

@@ -97,6 +97,15 @@ async function waitFor(what: string, fn: () => Promise<boolean>, ms = 60_000): P
   }
 }
 
+test("baseBackup() refuses an unknown compression method, a level out of range and compression of plain output, before connecting", async () => {
+  const o = { connection: "host=/nonexistent", directory: join(tmpdir(), "pg-rdma-bb-never"), format: "tar" as const };
+  await assert.rejects(baseBackup({ ...o, compression: "brotli" as "gzip" }), { name: "TypeError", message: /compression must be "none", "gzip", "lz4", "zstd"/ });
+  await assert.rejects(baseBackup({ ...o, compression: { method: "lz4", level: 9 } }), { name: "RangeError", message: /lz4 compression level must be an integer 0-1, got 9/ });
+  await assert.rejects(baseBackup({ ...o, compression: { method: "zstd", level: 23 } }), { name: "RangeError", message: /zstd compression level must be an integer 1-22, got 23/ });
+  await assert.rejects(baseBackup({ ...o, format: "plain", compression: "zstd" }), { name: "TypeError", message: /compression needs format "tar"/ });
+  assert.ok(!existsSync(o.directory), "nothing was created");
+});
+
 for (const v of VERSIONS) {
   for (const t of TRANSPORTS) {
     test(`baseBackup() PG${v} over ${t.name}: a plain backup with streamed WAL (from the backup's start) verifies, reports a total, and starts as a hot standby of the primary`, { skip: unavailable(v) ?? t.skip }, async () => {
@@ -162,6 +171,37 @@ for (const v of VERSIONS) {
     assert.ok(existsSync(join(x, "standby.signal")));
     assert.match(readFileSync(join(x, "postgresql.auto.conf"), "utf8"), /^primary_slot_name = 'some_slot'$/m);
     await verify(v, x);
+  });
+
+  test(`baseBackup() PG${v}: lz4 and zstd tar output is named as pg_basebackup 15 names it and reads back with lz4 -d / zstd -d to a backup that verifies`, { skip: unavailable(v) }, async () => {
+    const c = await smallCluster(v);
+    const base = mkdtempSync(join(tmpdir(), "pg-rdma-bbz-"));
+    const conn = `host=${c.socketDir} port=${c.port} user=postgres`;
+    const checksums = v === 15 ? "CRC32C" : "SHA256";
+    for (const [method, wal, level] of [["lz4", "stream", undefined], ["zstd", "fetch", 5]] as const) {
+      const dir = join(base, method);
+      await baseBackup({ connection: conn, connectOptions: { env: {}, homeDir: home }, directory: dir, format: "tar", wal, checkpoint: "fast", manifestChecksums: checksums, compression: { method, level } });
+      const ext = method === "lz4" ? ".lz4" : ".zst";
+      const names = readdirSync(dir).sort();
+      // As pg_basebackup 15: the streamed WAL's tar is compressed with gzip only, so it stays plain here.
+      assert.deepEqual(names, wal === "stream" ? ["backup_manifest", `base.tar${ext}`, "pg_wal.tar"] : ["backup_manifest", `base.tar${ext}`]);
+      if (v === 15) {
+        const theirs = join(base, `${method}-pg_basebackup`);
+        await run(join(PG15_BIN, "pg_basebackup"), ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-D", theirs, "-Ft", "-X", wal, "-c", "fast", "-Z", `${method}${level ? `:${level}` : ""}`, "--no-sync"]);
+        assert.deepEqual(readdirSync(theirs).sort(), names, "the same files as pg_basebackup 15");
+      }
+      // Debian's tools read the archive back; the tar extracts to a backup that verifies.
+      const tar = join(dir, "base.tar");
+      const packed = join(dir, `base.tar${ext}`);
+      await run(method, method === "lz4" ? ["-d", "-q", packed, tar] : ["-d", "-q", packed, "-o", tar]);
+      const x = join(dir, "x");
+      mkdirSync(x);
+      await run("tar", ["-xf", tar, "-C", x]);
+      if (wal === "stream") await run("tar", ["-xf", join(dir, "pg_wal.tar"), "-C", join(x, "pg_wal")]);
+      writeFileSync(join(x, "backup_manifest"), readFileSync(join(dir, "backup_manifest")));
+      assert.equal(readFileSync(join(x, "PG_VERSION"), "utf8").trim(), String(v));
+      await verify(v, x);
+    }
   });
 
   test(`baseBackup() PG${v}: a tablespace is relocated with tablespaceMapping and the copy starts with its data`, { skip: unavailable(v) }, async () => {
