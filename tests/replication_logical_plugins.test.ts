@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { binDir, cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, type Version, VERSIONS } from "./_fixture/cluster.ts";
 import { runtime } from "./_fixture/runtime.ts";
 import type { SocketFactory } from "../pg/mod.ts";
-import { rsocketFactory } from "../transport/mod.ts";
+import { TRANSPORTS } from "./_fixture/transports.ts";
 import {
   logicalReplication,
   parseLsn,
@@ -27,17 +27,6 @@ let n = 0;
 const uniq = (tag: string) => `${tag}_${runtime}_${process.pid}_${n++}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let ffiSkip: string | undefined;
-let ffiFactory: SocketFactory | undefined;
-try {
-  ffiFactory = rsocketFactory({ provider: "kernel" }) as SocketFactory;
-} catch (e) {
-  ffiSkip = `FFI transport unavailable: ${(e as Error).message}`;
-}
-const TRANSPORTS = [
-  { name: "native TCP", factory: undefined as SocketFactory | undefined, skip: undefined as string | undefined },
-  { name: "FFI transport (kernel)", factory: ffiFactory, skip: ffiSkip },
-];
 
 function conn(c: ClusterInfo, db: string, factory?: SocketFactory) {
   return {
