@@ -110,7 +110,9 @@ for (const plugin of ["test_decoding", "wal2json"] as const) {
           await stream.close();
           assert.deepEqual(batches.flatMap((b) => b.events), expected);
           assert.deepEqual(batches.filter((b) => b.final).map((b) => b.endLsn), finals);
-          assert.deepEqual(batches.filter((b) => b.final).map((b) => b.kind), ["transaction", "transaction", "message", "transaction", "transaction"]);
+          // Transactions but the message; with test_decoding, an autoanalyze of w may add an empty one.
+          assert.deepEqual(batches.filter((b) => b.final).map((b) => b.kind), finals.map((_, i) => (i === 2 ? "message" : "transaction")));
+          assert.ok(finals.length >= 5);
           const bulk = batches.filter((b) => !b.final);
           assert.ok(bulk.length >= 2 && bulk.every((b) => b.events.length === 1000 && b.kind === "transaction"), `chunks of the bulk insert: ${bulk.map((b) => b.events.length)}`);
           assert.ok(batches.every((b) => plugin === "test_decoding" || b.kind === "message" || typeof b.xid === "number"), "wal2json batches carry the xid");
