@@ -169,6 +169,23 @@ async function collect(stream: AsyncIterable<ReplicationBatch> & { close(): Prom
 const dropNulls = (r: Row | undefined) => r && Object.fromEntries(Object.entries(r).filter(([, x]) => x !== null));
 
 /** Row changes of committed transactions, applying streamed blocks and (sub)transaction aborts. */
+/**
+ * Drops Relation events that repeat the last one of the same relation unchanged. pgoutput sends
+ * a relation's schema again after any relcache invalidation the walsender processes, e.g. an
+ * autoanalyze of t_big running while the live stream decodes: a resend depends on timing, not on
+ * the WAL, so the live stream and the SQL-interface reference may differ in them alone.
+ */
+function withoutResentRelations(events: PgoutputEvent[]): PgoutputEvent[] {
+  const last = new Map<number, string>();
+  return events.filter((e) => {
+    if (e.type !== "relation") return true;
+    const json = JSON.stringify(e.relation);
+    if (last.get(e.relation.oid) === json) return false;
+    last.set(e.relation.oid, json);
+    return true;
+  });
+}
+
 function applied(events: PgoutputEvent[]): unknown[] {
   const out: unknown[] = [];
   const pending = new Map<number, { xid: number | undefined; change: unknown }[]>();
@@ -211,7 +228,7 @@ for (const v of VERSIONS) {
         });
         const batches = await collect(stream, (b) => b.final && b.endLsn !== undefined && b.endLsn >= w.lastEnd);
         const events = batches.flatMap((b) => b.events);
-        assert.deepEqual(events, w.reference);
+        assert.deepEqual(withoutResentRelations(events), withoutResentRelations(w.reference));
         // The 3000-row transaction came in chunks of at most 500 events; only its last is final.
         const bigXid = batches.find((b) => b.events.some((e) => e.type === "insert" && e.relation.name === "t_big" && e.new.id === "1"))?.xid;
         const bigTx = batches.filter((b) => b.xid === bigXid);
