@@ -21,6 +21,23 @@
  * - A lost connection is retried every 5 s unless `-n`; SIGINT/SIGTERM fsync the output, send a
  *   last status update and end the stream cleanly (exit 130/143).
  *
+ * Why this reads the copy itself instead of going through `logicalReplication({ plugin })`
+ * (it shares the library's slot commands, XLogData/keepalive codec, pgoutput decoder and
+ * encoders): pg_recvlogical's contract is per record, the library's per transaction.
+ * - Text output is the plugin's bytes, byte for byte, with whatever `-o` options the user passes
+ *   to any plugin; the library parses test_decoding into events and streams wal2json only with
+ *   `format-version` 2 (pg_recvlogical's default with wal2json is version 1: one document per
+ *   transaction, which the library refuses as unbounded).
+ * - `--format ndjson`/`msgpack` put each record's own LSN on test_decoding and unknown plugins'
+ *   lines; the library's batches carry no per-record position.
+ * - `-E` stops at the first record past the end position, possibly inside a transaction, as
+ *   pg_recvlogical does; the library delivers whole chunks that end at a transaction's end.
+ * - Status updates report write (written) and flush (fsynced, `-F`) separately, as
+ *   pg_recvlogical does; the library reports write = flush = apply = the acknowledged position.
+ *
+ * A pgoutput `-P` could go through the library with only the `-E` granularity changing; it stays
+ * on this path so that every plugin behaves the same way.
+ *
  * @module
  */
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";

@@ -787,10 +787,15 @@ class CopyBothHandler implements Handler {
   #sets: QueryHandler<Row>;
   #error: Error | undefined;
   #client: Client;
-  constructor(client: Client, types: TypeRegistry, hwm: number) {
+  /** With `batched`: the CopyData messages of one received chunk, one flow item per chunk. */
+  readonly batches: Flow<CopyDataBatch> | undefined;
+  #batch: CopyDataBatch | undefined;
+  #batchBytes = 0;
+  constructor(client: Client, types: TypeRegistry, hwm: number, batched = false) {
     this.#client = client;
     this.#sets = new QueryHandler<Row>(client, types, false);
     this.flow = new Flow(client, hwm);
+    if (batched) this.batches = new Flow(client, hwm);
     this.started = new Promise((r) => (this.#start = r));
     this.done = new Promise((a, b) => {
       this.#resolve = a;
@@ -798,7 +803,33 @@ class CopyBothHandler implements Handler {
     });
     this.done.catch(() => {}); // surfaced through the iterator or by whoever awaits done
   }
+  copyData(bytes: Uint8Array, start: number, end: number): void {
+    if (this.batches === undefined) {
+      // A view: the transports never reuse a chunk they emitted.
+      this.flow.push(bytes.subarray(start, end), end - start);
+      return;
+    }
+    // A replication stream is mostly short messages (the walsender flushes each one): one flow
+    // item and one promise per received chunk instead of per message.
+    const b = this.#batch ??= { bytes: [], offsets: [] };
+    b.bytes.push(bytes);
+    b.offsets.push(start, end);
+    this.#batchBytes += end - start;
+  }
+  chunkEnd(): void {
+    const b = this.#batch;
+    if (b === undefined) return;
+    this.#batch = undefined;
+    this.batches!.push(b, this.#batchBytes);
+    this.#batchBytes = 0;
+  }
+  #end(error?: Error): void {
+    this.chunkEnd();
+    this.flow.end(error);
+    this.batches?.end(error);
+  }
   message(f: Frame): void {
+    this.chunkEnd();
     switch (f.type) {
       case T.copyBothResponse:
       case T.copyOutResponse:
@@ -806,12 +837,13 @@ class CopyBothHandler implements Handler {
         this.before = this.#sets.results.slice();
         this.#start(this.mode);
         break;
-      case T.copyData:
-        this.flow.push(f.body, f.body.length);
+      case T.copyData: // only when not framed by the fast path
+        this.copyData(f.body, 0, f.body.length);
+        this.chunkEnd();
         break;
       case T.copyDone:
         this.serverDone = true;
-        this.flow.end();
+        this.#end();
         break;
       case T.rowDescription:
       case T.dataRow:
@@ -838,14 +870,14 @@ class CopyBothHandler implements Handler {
   ready(): void {
     this.#start(false);
     const err = this.#error ?? this.#sets.error;
-    this.flow.end(err);
+    this.#end(err);
     if (err) this.#reject(err);
     else this.#resolve(this.#results());
   }
   fail(e: Error): void {
     const err = this.#error instanceof PostgresError ? this.#error : e;
     this.#start(false);
-    this.flow.end(err);
+    this.#end(err);
     this.#reject(err);
   }
 }
@@ -1475,10 +1507,12 @@ export class Client extends EventEmitter {
    * CopyDone. Result sets before the copy arrive in `before()` when the copy starts; all of them
    * in `done` once the command completed. While it runs, other requests on
    * this connection wait (the server reads only copy messages until the copy ends).
+   * With `batched: true`, read the payloads with {@link CopyBoth.batches} instead (one
+   * {@link CopyDataBatch} per received chunk; `highWaterMark` then counts batches).
    */
-  copyBoth(sql: string, options: { highWaterMark?: number } = {}): CopyBoth {
+  copyBoth(sql: string, options: { highWaterMark?: number; batched?: boolean } = {}): CopyBoth {
     if (typeof sql !== "string") throw new TypeError("copyBoth() needs the command text as a string");
-    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256);
+    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256, options.batched === true);
     const q = writeQuery(new Writer(16 + sql.length), sql).take();
     if (this.#closed) {
       this.#enqueue(h, q); // fails it
@@ -1730,6 +1764,16 @@ export class PreparedStatement {
 }
 
 /**
+ * The CopyData payloads of one received chunk ({@link CopyBoth.batches}): message `i` is
+ * `bytes[i]` from `offsets[2 * i]` to `offsets[2 * i + 1]`. The arrays hold views of received
+ * chunks, which are never reused: they stay valid as long as the batch is kept.
+ */
+export interface CopyDataBatch {
+  bytes: Uint8Array[];
+  offsets: number[];
+}
+
+/**
  * A replication command's copy (see {@link Client.copyBoth}). Iterate for the server's CopyData
  * payloads (XLogData `w`, keepalive `k`, BASE_BACKUP's `n`/`d`/`p`/`m`); the iteration ends at
  * the server's CopyDone and throws the server's error if the command failed.
@@ -1742,7 +1786,24 @@ export class CopyBoth implements AsyncIterable<Uint8Array> {
     this.#io = io;
   }
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    if (this.#h.batches) throw new TypeError("this copy was started with batched: true: iterate batches()");
     return this.#h.flow;
+  }
+  /**
+   * With `copyBoth(sql, { batched: true })`: the server's CopyData payloads, one
+   * {@link CopyDataBatch} per received chunk (no object or promise per message); the iteration
+   * ends and fails like the per-message one.
+   *
+   * @example
+   * ```ts
+   * for await (const { bytes, offsets } of copy.batches()) {
+   *   for (let i = 0; i < bytes.length; i++) handle(bytes[i].subarray(offsets[2 * i], offsets[2 * i + 1]));
+   * }
+   * ```
+   */
+  batches(): AsyncIterator<CopyDataBatch> & AsyncIterable<CopyDataBatch> {
+    if (!this.#h.batches) throw new TypeError("batches() needs copyBoth(sql, { batched: true })");
+    return this.#h.batches;
   }
   /** Resolves with "both" or "out" once the server entered copy mode; rejects if the command failed first. */
   async started(): Promise<"both" | "out"> {

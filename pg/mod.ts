@@ -24,6 +24,7 @@ export {
   type ClientOptions,
   connectWith,
   CopyBoth,
+  type CopyDataBatch,
   CopyOut,
   type FieldDescription,
   type HostTarget,

@@ -323,7 +323,8 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
         if (o.plugin === "wal2json") pluginOpts["format-version"] = "2";
         const list = Object.entries(pluginOpts).map(([k, v]) => `${quoteIdent(k)} ${quoteLiteral(v)}`).join(", ");
         const copy = client.copyBoth(`START_REPLICATION SLOT ${quoteIdent(o.slot)} LOGICAL ${formatLsn(this.#acked)}${list ? ` (${list})` : ""}`, {
-          highWaterMark: 1024,
+          highWaterMark: 64,
+          batched: true,
         });
         await copy.started();
         return copy;
@@ -344,7 +345,8 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
       if (o.twoPhase) opts.push("two_phase 'true'");
       if (o.origin) opts.push(`origin ${quoteLiteral(o.origin)}`);
       const copy = client.copyBoth(`START_REPLICATION SLOT ${quoteIdent(o.slot)} LOGICAL ${formatLsn(this.#acked)} (${opts.join(", ")})`, {
-        highWaterMark: 1024,
+        highWaterMark: 64,
+        batched: true,
       });
       await copy.started();
       this.#protoVersion = proto;
@@ -432,7 +434,8 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
     const decoder = new PgoutputDecoder({ types: o.types, protoVersion: this.#protoVersion });
     const parse = o.plugin === "wal2json" ? parseWal2jsonChange : parseTestDecoding;
     const generation = this.#generation;
-    const it = copy[Symbol.asyncIterator]();
+    // One batch per received chunk: no flow item or promise per message.
+    const it = copy.batches();
     const max = o.maxChunkEvents;
     const maxBytes = o.maxChunkBytes;
     let size = 0; // wire bytes of the events in the open chunk
@@ -495,16 +498,29 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
       }, tick)
       : undefined;
     try {
+      // The current batch: message m is parts[m] from offs[2m] to offs[2m + 1].
+      let parts: Uint8Array[] = [];
+      let offs: number[] = [];
+      let m = 0;
       for (;;) {
-        waiting = true;
-        const r = await it.next();
-        waiting = false;
-        received++;
-        if (timedOut) throw new ReplicationError(`receiver timeout: no message from the server in ${o.receiverTimeout} ms`, { cause: RECEIVER_TIMEOUT });
-        if (r.done || this.#closed) return;
-        const raw = r.value;
-        if (raw[0] !== 0x77 /* w */) {
-          const msg = decodeReplicationMessage(raw); // keepalive k (or an error for anything else)
+        if (m >= parts.length) {
+          waiting = true;
+          const r = await it.next();
+          waiting = false;
+          received++;
+          if (timedOut) throw new ReplicationError(`receiver timeout: no message from the server in ${o.receiverTimeout} ms`, { cause: RECEIVER_TIMEOUT });
+          if (r.done) return;
+          parts = r.value.bytes;
+          offs = r.value.offsets;
+          m = 0;
+        }
+        if (this.#closed) return;
+        const raw = parts[m];
+        const at0 = offs[2 * m];
+        const end = offs[2 * m + 1];
+        m++;
+        if (raw[at0] !== 0x77 /* w */) {
+          const msg = decodeReplicationMessage(raw.subarray(at0, end)); // keepalive k (or an error for anything else)
           if (msg.type !== "keepalive") continue;
           if (!openTx && streamXid === undefined && !this.#inFlight && events.length === 0 && msg.walEnd > this.#acked) {
             this.#acked = msg.walEnd;
@@ -513,11 +529,11 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
           else this.#sendStatus(false);
           continue;
         }
-        if (raw.length < 25) decodeReplicationMessage(raw); // throws: XLogData shorter than its header
+        if (end - at0 < 25) decodeReplicationMessage(raw.subarray(at0, end)); // throws: XLogData shorter than its header
         onData();
         // XLogData w: 25-byte header, then one message of the plugin. The decoder reads the
         // payload in place (no view, no copy) and copies whatever it keeps.
-        const length = raw.length - 25;
+        const length = end - at0 - 25;
         this.stats.messages++;
         this.stats.bytes += length;
         size += length;
@@ -525,8 +541,8 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
           // Other plugins: the header's dataStart is the record's position as the walsender
           // reports it; for a commit (or prepare) it is the transaction's end_lsn, the position to
           // confirm (what pg_recvlogical confirms too).
-          const at = new DataView(raw.buffer, raw.byteOffset + 1, 8).getBigUint64(0);
-          const ev = parse(new Uint8Array(raw.buffer, raw.byteOffset + 25, length));
+          const at = new DataView(raw.buffer, raw.byteOffset + at0 + 1, 8).getBigUint64(0);
+          const ev = parse(new Uint8Array(raw.buffer, raw.byteOffset + at0 + 25, length));
           const role = pluginRole(ev);
           if (role === "change" || role === "message") this.stats.changes++;
           switch (role) {
@@ -580,7 +596,7 @@ export class LogicalReplicationStream<E = PgoutputEvent> implements AsyncIterabl
           }
           continue;
         }
-        const e = decoder.decode(raw, 25, raw.length);
+        const e = decoder.decode(raw, at0 + 25, end);
         switch (e.type) {
           case "begin":
           case "beginPrepare":

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, type Version, VERSIONS } from "./_fixture/cluster.ts";
 import { runtime } from "./_fixture/runtime.ts";
 import type { SocketFactory } from "../pg/mod.ts";
-import { rsocketFactory } from "../transport/mod.ts";
+import { TRANSPORTS } from "./_fixture/transports.ts";
+import { connect } from "../pg/mod.ts";
 import {
   logicalReplication,
   NdjsonEncoder,
@@ -69,22 +70,6 @@ const WORKLOAD = [
   `COMMIT PREPARED 'gid_PLACEHOLDER_st'`,
 ];
 
-interface Transport {
-  name: string;
-  factory: SocketFactory | undefined;
-  skip?: string;
-}
-let ffiSkip: string | undefined;
-let ffiFactory: SocketFactory | undefined;
-try {
-  ffiFactory = rsocketFactory({ provider: "kernel" }) as SocketFactory;
-} catch (e) {
-  ffiSkip = `FFI transport unavailable: ${(e as Error).message}`;
-}
-const TRANSPORTS: Transport[] = [
-  { name: "native TCP", factory: undefined },
-  { name: "FFI transport (kernel)", factory: ffiFactory, skip: ffiSkip },
-];
 
 /** Connection over TCP (the FFI transport has no unix sockets) as the superuser. */
 function conn(c: ClusterInfo, db: string, factory: SocketFactory | undefined) {
@@ -184,6 +169,23 @@ async function collect(stream: AsyncIterable<ReplicationBatch> & { close(): Prom
 const dropNulls = (r: Row | undefined) => r && Object.fromEntries(Object.entries(r).filter(([, x]) => x !== null));
 
 /** Row changes of committed transactions, applying streamed blocks and (sub)transaction aborts. */
+/**
+ * Drops Relation events that repeat the last one of the same relation unchanged. pgoutput sends
+ * a relation's schema again after any relcache invalidation the walsender processes, e.g. an
+ * autoanalyze of t_big running while the live stream decodes: a resend depends on timing, not on
+ * the WAL, so the live stream and the SQL-interface reference may differ in them alone.
+ */
+function withoutResentRelations(events: PgoutputEvent[]): PgoutputEvent[] {
+  const last = new Map<number, string>();
+  return events.filter((e) => {
+    if (e.type !== "relation") return true;
+    const json = JSON.stringify(e.relation);
+    if (last.get(e.relation.oid) === json) return false;
+    last.set(e.relation.oid, json);
+    return true;
+  });
+}
+
 function applied(events: PgoutputEvent[]): unknown[] {
   const out: unknown[] = [];
   const pending = new Map<number, { xid: number | undefined; change: unknown }[]>();
@@ -226,7 +228,7 @@ for (const v of VERSIONS) {
         });
         const batches = await collect(stream, (b) => b.final && b.endLsn !== undefined && b.endLsn >= w.lastEnd);
         const events = batches.flatMap((b) => b.events);
-        assert.deepEqual(events, w.reference);
+        assert.deepEqual(withoutResentRelations(events), withoutResentRelations(w.reference));
         // The 3000-row transaction came in chunks of at most 500 events; only its last is final.
         const bigXid = batches.find((b) => b.events.some((e) => e.type === "insert" && e.relation.name === "t_big" && e.new.id === "1"))?.xid;
         const bigTx = batches.filter((b) => b.xid === bigXid);
@@ -460,4 +462,62 @@ for (const v of VERSIONS) {
     }, { name: "PostgresError", code: "42704" });
     assert.ok(Date.now() - t0 < 5000);
   });
+}
+
+for (const v of VERSIONS) {
+  for (const t of TRANSPORTS) {
+    test(`copyBoth({ batched: true }) PG${v} over ${t.name}: batches() carries the same CopyData, in order, as the per-message iterator`, { skip: unavailable(v) ?? t.skip, timeout: 60_000 }, async () => {
+      const c = await cluster(v);
+      const db = await createDatabase(c, "cb");
+      const q = (sql: string) => psql(c, sql, { database: db });
+      const slots = [uniq("cb_msg"), uniq("cb_batch")];
+      await q("CREATE TABLE b (id int PRIMARY KEY, v text)");
+      for (const s of slots) await q(`SELECT pg_create_logical_replication_slot('${s}', 'test_decoding')`);
+      try {
+        await q(`DO $$ BEGIN FOR i IN 0..19 LOOP INSERT INTO b SELECT g, repeat('v', g % 50) FROM generate_series(i * 100 + 1, i * 100 + 100) g; COMMIT; END LOOP; END $$`);
+        // XLogData payloads (header fields but the send time, which differs between the two reads).
+        const read = async (slot: string, batched: boolean) => {
+          const o = conn(c, db, t.factory);
+          const client = await connect(`${o.connection} replication=database`, o.connectOptions);
+          const out: string[] = [];
+          let commits = 0;
+          try {
+            const copy = client.copyBoth(`START_REPLICATION SLOT ${slot} LOGICAL 0/0`, { batched });
+            const take = (b: Uint8Array) => {
+              if (b[0] !== 0x77) return;
+              const text = utf8.decode(b.subarray(25));
+              out.push(`${new DataView(b.buffer, b.byteOffset + 1, 16).getBigUint64(0)} ${text}`);
+              if (text.startsWith("COMMIT")) commits++;
+            };
+            if (batched) {
+              assert.throws(() => copy[Symbol.asyncIterator](), { name: "TypeError", message: /batches\(\)/ });
+              let messages = 0;
+              for await (const { bytes, offsets } of copy.batches()) {
+                assert.equal(offsets.length, 2 * bytes.length);
+                for (let i = 0; i < bytes.length; i++) take(bytes[i].subarray(offsets[2 * i], offsets[2 * i + 1]));
+                messages += bytes.length;
+                if (commits >= 20) break;
+              }
+              assert.ok(messages >= out.length);
+            } else {
+              assert.throws(() => copy.batches(), { name: "TypeError", message: /batched: true/ });
+              for await (const b of copy) {
+                take(b);
+                if (commits >= 20) break;
+              }
+            }
+          } finally {
+            await client.close();
+          }
+          return out;
+        };
+        const perMessage = await read(slots[0], false);
+        const batched = await read(slots[1], true);
+        assert.equal(perMessage.filter((l) => / table public\.b: INSERT: /.test(l)).length, 2000);
+        assert.deepEqual(batched, perMessage);
+      } finally {
+        for (const s of slots) await dropSlot(c, s);
+      }
+    });
+  }
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { binDir, cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, type Version, VERSIONS } from "./_fixture/cluster.ts";
 import { runtime } from "./_fixture/runtime.ts";
 import type { SocketFactory } from "../pg/mod.ts";
-import { rsocketFactory } from "../transport/mod.ts";
+import { TRANSPORTS } from "./_fixture/transports.ts";
 import {
   logicalReplication,
   parseLsn,
@@ -27,17 +27,6 @@ let n = 0;
 const uniq = (tag: string) => `${tag}_${runtime}_${process.pid}_${n++}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let ffiSkip: string | undefined;
-let ffiFactory: SocketFactory | undefined;
-try {
-  ffiFactory = rsocketFactory({ provider: "kernel" }) as SocketFactory;
-} catch (e) {
-  ffiSkip = `FFI transport unavailable: ${(e as Error).message}`;
-}
-const TRANSPORTS = [
-  { name: "native TCP", factory: undefined as SocketFactory | undefined, skip: undefined as string | undefined },
-  { name: "FFI transport (kernel)", factory: ffiFactory, skip: ffiSkip },
-];
 
 function conn(c: ClusterInfo, db: string, factory?: SocketFactory) {
   return {
@@ -121,7 +110,9 @@ for (const plugin of ["test_decoding", "wal2json"] as const) {
           await stream.close();
           assert.deepEqual(batches.flatMap((b) => b.events), expected);
           assert.deepEqual(batches.filter((b) => b.final).map((b) => b.endLsn), finals);
-          assert.deepEqual(batches.filter((b) => b.final).map((b) => b.kind), ["transaction", "transaction", "message", "transaction", "transaction"]);
+          // Transactions but the message; with test_decoding, an autoanalyze of w may add an empty one.
+          assert.deepEqual(batches.filter((b) => b.final).map((b) => b.kind), finals.map((_, i) => (i === 2 ? "message" : "transaction")));
+          assert.ok(finals.length >= 5);
           const bulk = batches.filter((b) => !b.final);
           assert.ok(bulk.length >= 2 && bulk.every((b) => b.events.length === 1000 && b.kind === "transaction"), `chunks of the bulk insert: ${bulk.map((b) => b.events.length)}`);
           assert.ok(batches.every((b) => plugin === "test_decoding" || b.kind === "message" || typeof b.xid === "number"), "wal2json batches carry the xid");

@@ -10,8 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, createDatabase, type OwnedCluster, psql, reloadConf, ROLES, startCluster, unavailable, type Version, VERSIONS } from "./_fixture/cluster.ts";
 import { moduleCommand, runtime } from "./_fixture/runtime.ts";
-import type { SocketFactory } from "../pg/mod.ts";
-import { rsocketFactory } from "../transport/mod.ts";
+import { TRANSPORTS } from "./_fixture/transports.ts";
 import { logicalReplication, parseLsn, type ReplicationBatch } from "../replication/mod.ts";
 
 const home = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
@@ -27,17 +26,6 @@ function ownCluster(v: Version): Promise<OwnedCluster> {
   return p;
 }
 
-let ffiSkip: string | undefined;
-let ffiFactory: SocketFactory | undefined;
-try {
-  ffiFactory = rsocketFactory({ provider: "kernel" }) as SocketFactory;
-} catch (e) {
-  ffiSkip = `FFI transport unavailable: ${(e as Error).message}`;
-}
-const TRANSPORTS = [
-  { name: "native TCP", tag: "tcp", factory: undefined as SocketFactory | undefined, skip: undefined as string | undefined },
-  { name: "FFI transport (kernel)", tag: "ffi", factory: ffiFactory, skip: ffiSkip },
-];
 
 /** Drops a slot, waiting for the walsender of a just-closed stream to release it. */
 async function dropSlot(c: { socketDir: string; port: number }, slot: string): Promise<void> {
