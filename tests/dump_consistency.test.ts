@@ -9,22 +9,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, VERSIONS } from "./_fixture/cluster.ts";
-import { connect, PostgresError, type SocketFactory } from "../pg/mod.ts";
+import { connect, PostgresError } from "../pg/mod.ts";
 import { dump, DumpError, restore, type TableProgress } from "../dump/mod.ts";
-import { rsocketFactory } from "../transport/mod.ts";
+import { TRANSPORTS } from "./_fixture/transports.ts";
 
 const homeDir = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
 const base = { env: {}, homeDir };
 const work = mkdtempSync(join(tmpdir(), "pg-rdma-dumpc-"));
 const conn = (c: ClusterInfo, db: string) => `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
 
-let ffiSkip: string | undefined;
-let ffiFactory: SocketFactory | undefined;
-try {
-  ffiFactory = rsocketFactory({ provider: "kernel" }) as SocketFactory;
-} catch (e) {
-  ffiSkip = `FFI transport unavailable: ${(e as Error).message}`;
-}
+const ffi = TRANSPORTS.find((t) => t.tag === "ffi")!;
 
 /** Sum and count of the `amount` column (2nd) of COPY text rows. */
 function tally(copyText: string): { n: number; sum: number } {
@@ -290,14 +284,14 @@ for (const v of VERSIONS) {
     }
   });
 
-  test(`dump() and restore() run over the FFI transport (kernel provider) with jobs=2 (PostgreSQL ${v})`, { skip: unavailable(v) ?? ffiSkip }, async () => {
+  test(`dump() and restore() run over the FFI transport (kernel provider) with jobs=2 (PostgreSQL ${v})`, { skip: unavailable(v) ?? ffi.skip }, async () => {
     const c = await cluster(v);
     const db = await createDatabase(c, "dumpffi");
     await psql(c, "CREATE TABLE t1 (a int PRIMARY KEY, s text); INSERT INTO t1 SELECT g, md5(g::text) FROM generate_series(1, 20000) g; CREATE TABLE t2 AS SELECT * FROM t1 WHERE a < 100", {
       database: db,
     });
     const tcp = (d: string) => `host=127.0.0.1 port=${c.port} user=postgres dbname=${d} sslmode=disable`;
-    const opts = { ...base, password: ROLES.superuser.password, socketFactory: ffiFactory };
+    const opts = { ...base, password: ROLES.superuser.password, socketFactory: ffi.factory };
     const dir = join(work, `ffi-${v}`);
     const s = await dump(tcp(db), { ...opts, format: "directory", file: dir, jobs: 2 });
     assert.equal(s.rows, 20099);
