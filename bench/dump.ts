@@ -2,7 +2,10 @@
  * Dump benchmark, ratios against peers measured in the same run, on a PostgreSQL 15 test cluster
  * (the fixture's, Debian binaries) over its unix socket:
  *
- * - a database of a few wide and many narrow tables (size printed; `DUMP_BENCH_MB`, default 1000);
+ * - a database of a few wide and many narrow tables (size printed; `DUMP_BENCH_MB`, default 1000),
+ *   built once and cached as a data directory (`DUMP_BENCH_CACHE`, default
+ *   `$TMPDIR/pg-rdma-dumpbench-cache-<MB>mb`; `DUMP_BENCH_PREPARE=1` only builds it); each run
+ *   starts its own server on a fresh copy;
  * - ours `dump()` plain, jobs 1, against `pg_dump --data-only -f` (Debian 15);
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
  *   either side; pg_dump -Fd would gzip by default): the jobs as connections of this process
@@ -10,16 +13,20 @@
  * - one wide table: ours (`dump -t`, plain, to a file) against
  *   `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *
+ * `DUMP_BENCH_ROUNDS` (default 2) rounds per case, ours then the peer in each; best and median
+ * are printed, with the CPU seconds of our process and of the peer's processes.
+ * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide`).
+ *
  * Run: `npx deno run -A bench/dump.ts`, `npx bun bench/dump.ts`, `node dist/bench/dump.js`.
  *
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump } from "../dump/mod.ts";
-import { cluster, createDatabase, psql, psqlPath, unavailable } from "../tests/_fixture/cluster.ts";
+import { type ClusterInfo, type OwnedCluster, type OwnedServer, psql, psqlPath, serverBaseDir, startCluster, startServer, unavailable } from "../tests/_fixture/cluster.ts";
 
 const why = unavailable(15);
 if (why) {
@@ -27,121 +34,167 @@ if (why) {
   process.exit(1);
 }
 const MB = Number(process.env.DUMP_BENCH_MB ?? 1000);
-const c = await cluster(15);
-const db = await createDatabase(c, "dumpbench");
 const bin = "/usr/lib/postgresql/15/bin";
 const work = mkdtempSync(join(tmpdir(), "pg-rdma-dumpbench-"));
-const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
 const opts = { env: {}, homeDir: work };
 
-// 4 wide tables take 80% of the size, 200 narrow ones the rest.
-const WIDE = 4;
-const NARROW = 200;
-const wideRows = Math.round((MB * 0.8 * 1e6) / WIDE / 420);
-const narrowRows = Math.round((MB * 0.2 * 1e6) / NARROW / 40);
-let setup = "";
-for (let i = 0; i < WIDE; i++) {
-  setup += `CREATE TABLE wide_${i} (id bigint, a text, b text, c numeric, d timestamptz, e jsonb);
+// The database is built once per size and kept as a copy of a stopped cluster's data directory
+// (building 2 GiB takes minutes; copying it, seconds): each run starts a server of its own on a
+// fresh copy, so the dumps never touch the template.
+const cacheDir = process.env.DUMP_BENCH_CACHE ?? join(tmpdir(), `pg-rdma-dumpbench-cache-${MB}mb`);
+const DB = "dumpbench";
+let server: OwnedCluster | OwnedServer;
+if (existsSync(join(cacheDir, "ready"))) {
+  const base = serverBaseDir(15);
+  console.log(`bench/dump: copying the cached ${MB} MB database from ${cacheDir}...`);
+  cp(["-a", join(cacheDir, "data"), join(base, "data")]);
+  // A quiet disk during the timed runs: write the copy back now.
+  cp([], "sync");
+  // The template's SSL files belonged to the cluster that made it.
+  server = await startServer(15, base, { ssl: "off" });
+} else {
+  server = await startCluster(15);
+  await psql(server, `CREATE DATABASE ${DB}`);
+  await build(server);
+  await psql(server, "CHECKPOINT");
+  // Nothing writes after the checkpoint: a file copy of the running cluster starts as if shut down.
+  rmSync(cacheDir, { recursive: true, force: true });
+  mkdirSync(cacheDir, { recursive: true });
+  cp(["-a", server.dataDir, join(cacheDir, "data")]);
+  rmSync(join(cacheDir, "data", "postmaster.pid"), { force: true });
+  writeFileSync(join(cacheDir, "ready"), `${MB} MB\n`);
+  console.log(`bench/dump: cached the database in ${cacheDir}`);
+}
+if (process.env.DUMP_BENCH_PREPARE) {
+  await server.stop();
+  process.exit(0);
+}
+const c = server;
+const db = DB;
+const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
+
+function cp(args: string[], cmd = "cp"): void {
+  const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.stderr}`);
+}
+
+async function build(c: Pick<ClusterInfo, "socketDir" | "port">): Promise<void> {
+  // 4 wide tables take 80% of the size, 200 narrow ones the rest.
+  const WIDE = 4;
+  const NARROW = 200;
+  const wideRows = Math.round((MB * 0.8 * 1e6) / WIDE / 420);
+  const narrowRows = Math.round((MB * 0.2 * 1e6) / NARROW / 40);
+  let setup = "";
+  for (let i = 0; i < WIDE; i++) {
+    setup += `CREATE TABLE wide_${i} (id bigint, a text, b text, c numeric, d timestamptz, e jsonb);
     INSERT INTO wide_${i} SELECT g, repeat(md5(g::text), 4), repeat(md5((g + 1)::text), 4), g * 1.5, '2024-01-01'::timestamptz + g * interval '1 s',
       jsonb_build_object('k', g, 'v', md5(g::text)) FROM generate_series(1, ${wideRows}) g;\n`;
-}
-setup += `DO $$ BEGIN FOR i IN 1..${NARROW} LOOP
+  }
+  setup += `DO $$ BEGIN FOR i IN 1..${NARROW} LOOP
   EXECUTE format('CREATE TABLE narrow_%s (id int, v int, s text)', i);
   EXECUTE format('INSERT INTO narrow_%s SELECT g, g %% 97, left(md5(g::text), 20) FROM generate_series(1, ${narrowRows}) g', i);
 END LOOP; END $$;`;
-console.log(`bench/dump: creating ~${MB} MB (${WIDE} wide tables × ${wideRows} rows, ${NARROW} narrow × ${narrowRows})...`);
-await psql(c, setup, { database: db });
-await psql(c, "VACUUM ANALYZE", { database: db });
+  console.log(`bench/dump: creating ~${MB} MB (${WIDE} wide tables × ${wideRows} rows, ${NARROW} narrow × ${narrowRows})...`);
+  await psql(c, setup, { database: DB });
+  await psql(c, "VACUUM ANALYZE", { database: DB });
+}
 const size = Number(await psql(c, "SELECT pg_database_size(current_database())", { database: db }));
 console.log(`database size ${(size / 1e6).toFixed(0)} MB; runtime ${typeof Deno !== "undefined" ? "deno" : typeof Bun !== "undefined" ? "bun" : `node ${process.version}`}`);
 
 declare const Deno: unknown;
 declare const Bun: unknown;
 
-function timeCmd(cmd: string, args: string[], shell = false): number {
-  const t = performance.now();
-  const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"], shell });
-  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
-  return performance.now() - t;
+/** Wall and CPU time of one run: ours (this process) or the peer (its processes). */
+interface Run {
+  ms: number;
+  cpu: number;
 }
 
-/** CPU seconds (user + system) this process spent in the last timeAsync() run. */
-let lastCpu = 0;
-async function timeAsync(fn: () => Promise<unknown>): Promise<number> {
+/** Runs a peer command through sh, whose `times` reports the CPU its children used. */
+function timePeer(cmd: string): Run {
+  const t = performance.now();
+  const r = spawnSync("sh", ["-c", `${cmd} && times`], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
+  // `times`: the shell's user and system time, then its children's ("0m1.234s 0m0.567s").
+  const line = r.stdout.trim().split("\n").at(-1) ?? "";
+  const cpu = [...line.matchAll(/(\d+)m([\d.]+)s/g)].reduce((s, m) => s + Number(m[1]) * 60 + Number(m[2]), 0);
+  return { ms, cpu };
+}
+
+async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
   const t = performance.now();
   const u = process.cpuUsage();
   await fn();
   const d = process.cpuUsage(u);
-  lastCpu = (d.user + d.system) / 1e6;
-  return performance.now() - t;
+  return { ms: performance.now() - t, cpu: (d.user + d.system) / 1e6 };
 }
 
-const pgArgs = ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres"];
-const rows: [string, number, number, number | undefined][] = [];
-/** Best of two runs; `cpu` is our process's CPU time in that best run. */
-let cpu = 0;
-const best = async (fn: () => Promise<number> | number) => {
-  let b = Infinity;
-  for (let i = 0; i < 2; i++) {
-    const t = await fn();
-    if (t < b) {
-      b = t;
-      cpu = lastCpu;
-    }
-  }
-  return b;
-};
-
-// 1. plain, one job.
-const plainFile = join(work, "ours.sql");
+const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
+const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,procs,wide").split(","));
+const pg = `-h ${c.socketDir} -p ${c.port} -U postgres`;
+const out = (name: string) => join(work, name);
 // Old outputs are removed before each run: replacing a large file costs its unlink in the kernel.
-const ours1 = await best(() => {
-  rmSync(plainFile, { force: true });
-  return timeAsync(() => dump(conninfo, { ...opts, file: plainFile, dataOnly: true }));
-});
-const cpu1 = cpu;
-const outBytes = statSync(plainFile).size;
-rmSync(plainFile, { force: true });
-const theirs1 = await best(() => {
-  rmSync(join(work, "pgdump.sql"), { force: true });
-  return timeCmd(`${bin}/pg_dump`, [...pgArgs, "--data-only", "-f", join(work, "pgdump.sql"), db]);
-});
-rmSync(join(work, "pgdump.sql"), { force: true });
-rows.push(["plain, 1 job (pg_dump --data-only -f)", ours1, theirs1, cpu1]);
+const fresh = (name: string) => rmSync(out(name), { recursive: true, force: true });
 
-// 2. directory, 4 jobs.
-const dirRun = (processes: boolean) => async () => {
-  rmSync(join(work, "ours.dir"), { recursive: true, force: true });
-  return await timeAsync(() => dump(conninfo, { ...opts, format: "directory", file: join(work, "ours.dir"), jobs: 4, dataOnly: true, processes }));
+interface Case {
+  name: string;
+  ours: () => Promise<unknown>;
+  peer: string;
+  clean: () => void;
+}
+const cases: Case[] = [];
+if (CASES.has("plain")) {
+  cases.push({
+    name: "plain, 1 job (pg_dump --data-only -f)",
+    ours: () => dump(conninfo, { ...opts, file: out("ours.sql"), dataOnly: true }),
+    peer: `${bin}/pg_dump ${pg} --data-only -f ${out("pgdump.sql")} ${db}`,
+    clean: () => (fresh("ours.sql"), fresh("pgdump.sql")),
+  });
+}
+const peer4 = `${bin}/pg_dump ${pg} --data-only -Fd -j 4 -Z 0 -f ${out("pgdump.dir")} ${db}`;
+for (const processes of [false, true]) {
+  if (!CASES.has(processes ? "procs" : "jobs")) continue;
+  cases.push({
+    name: `directory, 4 jobs${processes ? " in worker processes" : ""} (pg_dump -Fd -j 4 -Z 0)`,
+    ours: () => dump(conninfo, { ...opts, format: "directory", file: out("ours.dir"), jobs: 4, dataOnly: true, processes }),
+    peer: peer4,
+    clean: () => (fresh("ours.dir"), fresh("pgdump.dir")),
+  });
+}
+if (CASES.has("wide")) {
+  cases.push({
+    name: "one wide table (psql COPY > /dev/null)",
+    ours: () => dump(conninfo, { ...opts, file: out("one.sql"), dataOnly: true, tables: ["wide_0"] }),
+    peer: `${psqlPath()} -X ${pg} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`,
+    clean: () => fresh("one.sql"),
+  });
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
-const ours4 = await best(dirRun(false));
-const cpu4 = cpu;
-const ours4p = await best(dirRun(true));
-rmSync(join(work, "ours.dir"), { recursive: true, force: true });
-const theirs4 = await best(() => {
-  rmSync(join(work, "pgdump.dir"), { recursive: true, force: true });
-  return timeCmd(`${bin}/pg_dump`, [...pgArgs, "--data-only", "-Fd", "-j", "4", "-Z", "0", "-f", join(work, "pgdump.dir"), db]);
-});
-rmSync(join(work, "pgdump.dir"), { recursive: true, force: true });
-rows.push(["directory, 4 jobs (pg_dump -Fd -j 4 -Z 0)", ours4, theirs4, cpu4]);
-rows.push(["directory, 4 jobs in worker processes (same)", ours4p, theirs4, undefined]);
-
-// 3. one wide table against the psql COPY ceiling.
-const oneFile = join(work, "one.sql");
-const oursT = await best(() => {
-  rmSync(oneFile, { force: true });
-  return timeAsync(() => dump(conninfo, { ...opts, file: oneFile, dataOnly: true, tables: ["wide_0"] }));
-});
-const cpuT = cpu;
-const ceiling = await best(() => timeCmd(`${psqlPath()} -X ${pgArgs.join(" ")} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`, [], true));
-rows.push(["one wide table (psql COPY > /dev/null)", oursT, ceiling, cpuT]);
-
-console.log(`\nplain output ${(outBytes / 1e6).toFixed(0)} MB\n`);
-console.log("| case (peer) | ours s | peer s | ours/peer | our process's CPU s |");
-console.log("|---|---|---|---|---|");
-for (const [name, o, p, u] of rows) {
-  console.log(`| ${name} | ${(o / 1000).toFixed(2)} | ${(p / 1000).toFixed(2)} | ${(o / p).toFixed(2)} | ${u === undefined ? "-" : u.toFixed(2)} |`);
+const f2 = (ms: number) => (ms / 1000).toFixed(2);
+console.log(`\n${ROUNDS} rounds per case, ours then the peer in each round\n`);
+console.log("| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer (medians) |");
+console.log("|---|---|---|---|---|---|");
+for (const k of cases) {
+  const ours: Run[] = [];
+  const peer: Run[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    k.clean();
+    ours.push(await timeOurs(k.ours));
+    k.clean();
+    peer.push(timePeer(k.peer));
+  }
+  k.clean();
+  const o = ours.map((r) => r.ms);
+  const p = peer.map((r) => r.ms);
+  console.log(`| ${k.name} | ${f2(Math.min(...o))} / ${f2(median(o))} | ${f2(Math.min(...p))} / ${f2(median(p))} | ${(Math.min(...o) / Math.min(...p)).toFixed(2)} | ${
+    (median(o) / median(p)).toFixed(2)
+  } | ${median(ours.map((r) => r.cpu)).toFixed(2)} / ${median(peer.map((r) => r.cpu)).toFixed(2)} |`);
 }
 rmSync(work, { recursive: true, force: true });
-await psql(c, `DROP DATABASE "${db}"`);
+await server.stop();
 process.exit(0);

@@ -71,10 +71,11 @@ export async function copyTable(c: Client, t: TableData, sink: Sink, o: { onProg
     o.onProgress?.({ schema: t.schema, table: t.name, rows, bytes, estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes, done });
   try {
     await report(false);
-    // Chunks join many rows (one CopyData message each); a text COPY row ends with the only
-    // unescaped newline it has, so newlines count rows.
-    for await (const chunk of c.copyTo(`COPY ${target} ${t.columns} TO STDOUT`, { coalesce: true })) {
-      for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) rows++;
+    // Chunks join many rows (one CopyData message each), counted by the client as it frames
+    // them. They live in reused memory: the sink copies or writes each before the next is read.
+    const copy = c.copyTo(`COPY ${target} ${t.columns} TO STDOUT`, { coalesce: true });
+    for await (const chunk of copy.reusing()) {
+      rows = copy.rows;
       bytes += chunk.length;
       const p = sink.write(chunk);
       if (p) await p;

@@ -46,7 +46,10 @@ export class Sink {
     }
   }
 
-  /** Queues bytes; returns a promise only when the caller must wait (backpressure). */
+  /**
+   * Queues bytes; returns a promise only when the caller must wait (backpressure). Keeps no view
+   * of `chunk` once it returns (it is copied or written out), so the caller may reuse its memory.
+   */
   write(chunk: Uint8Array): Promise<void> | undefined {
     this.bytes += chunk.length;
     if (chunk.length >= BATCH) {

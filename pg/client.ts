@@ -607,6 +607,19 @@ class CopyOutHandler implements Handler {
   #batch: Uint8Array | undefined;
   #mark = 0;
   #fill = 0;
+  // Coalescing: the CopyData messages in [#mark, #fill), and per pushed piece its message count,
+  // oldest first from #countHead (the reader takes one per piece, in push order).
+  #rows = 0;
+  #counts: number[] = [];
+  #countHead = 0;
+  /** Pieces pushed so far. */
+  #pushed = 0;
+  // Batches this handler moved on from, each with the number of pieces pushed once its last
+  // piece was (a reader that has taken that many is past it), and batches free for reuse: only
+  // when the reader promised to be done with a chunk once it asks for the next (reuse).
+  #retired: { batch: Uint8Array; pieces: number }[] = [];
+  #spare: Uint8Array[] = [];
+  #reuse = false;
   constructor(client: Client, hwm: number, coalesce: boolean) {
     this.#client = client;
     this.#coalesce = coalesce;
@@ -617,13 +630,14 @@ class CopyOutHandler implements Handler {
     if (!this.#coalesce || n > COALESCE_MAX >> 2) {
       this.chunkEnd();
       // A view, as without coalescing: the transports never reuse a chunk they emitted.
-      this.flow.push(bytes.subarray(start, end), n);
+      this.#push(bytes.subarray(start, end), n, 1);
       return;
     }
     let b = this.#batch;
     if (b === undefined || this.#fill + n > b.length) {
       this.chunkEnd();
-      b = this.#batch = new Uint8Array(COALESCE_MAX);
+      if (b !== undefined && this.#reuse) this.#retired.push({ batch: b, pieces: this.#pushed });
+      b = this.#batch = this.#spare.pop() ?? new Uint8Array(COALESCE_MAX);
       this.#mark = this.#fill = 0;
     }
     let o = this.#fill;
@@ -635,18 +649,53 @@ class CopyOutHandler implements Handler {
       o += n;
     }
     this.#fill = o;
+    this.#rows++;
   }
   chunkEnd(): void {
     if (this.#fill > this.#mark) {
-      this.flow.push(this.#batch!.subarray(this.#mark, this.#fill), this.#fill - this.#mark);
+      this.#push(this.#batch!.subarray(this.#mark, this.#fill), this.#fill - this.#mark, this.#rows);
       this.#mark = this.#fill;
+      this.#rows = 0;
     }
+  }
+  #push(piece: Uint8Array, n: number, rows: number): void {
+    if (this.#coalesce) this.#counts.push(rows);
+    this.#pushed++;
+    this.flow.push(piece, n);
+  }
+  /** Coalescing: the message count of the oldest piece the reader has not accounted for. */
+  takeCount(): number {
+    const n = this.#counts[this.#countHead++] ?? 0;
+    if (this.#countHead > 1024 && this.#countHead * 2 > this.#counts.length) {
+      this.#counts = this.#counts.slice(this.#countHead);
+      this.#countHead = 0;
+    }
+    return n;
+  }
+  /** The reader is done with its first `pieces` pieces: the batches they lived in may be reused. */
+  release(pieces: number): void {
+    this.#reuse = true;
+    const r = this.#retired;
+    while (r.length > 0 && r[0].pieces <= pieces) {
+      const { batch } = r.shift()!;
+      // As many as the flow may hold before it pauses reading: enough that a reader that lags
+      // behind still gets every batch back, no more memory than the flow's window.
+      if (this.#spare.length <= FLOW_MAX_BYTES / COALESCE_MAX) this.#spare.push(batch);
+    }
+  }
+  /** The reader stopped early: nothing counts or reuses any more. */
+  stop(): void {
+    this.#coalesce = false;
+    this.#reuse = false;
+    this.#counts = [];
+    this.#retired = [];
+    this.#spare = [];
   }
   message(f: Frame): void {
     this.chunkEnd();
     switch (f.type) {
       case T.copyData: // only when not framed by the fast path
-        this.flow.push(f.body, f.body.length);
+        this.#push(f.body, f.body.length, 1);
         break;
       case T.commandComplete:
         this.result = parseCommandComplete(f.body);
@@ -676,33 +725,46 @@ class CopyOutHandler implements Handler {
 const COALESCE_MAX = 256 * 1024;
 
 /**
- * The CopyData payloads of `flow`, each step joining those already received (up to
+ * The CopyData payloads of `h`, each step joining those already received (up to
  * {@link COALESCE_MAX} bytes) into one chunk: COPY text sends a message per row, and a
- * promise and a consumer step per row cost more than the row's own bytes.
+ * promise and a consumer step per row cost more than the row's own bytes. A chunk is a view of
+ * the pieces that lie next to each other in one batch (no copy); a piece in another buffer
+ * starts the next chunk. `rows` learns the message count of each chunk before it is handed out.
+ * With `reuse`, a chunk's batch goes back to the handler once the consumer asks for the next.
  */
-async function* coalesced(flow: Flow<Uint8Array>): AsyncGenerator<Uint8Array> {
+async function* coalesced(h: CopyOutHandler, rows: { n: number }, reuse: boolean): AsyncGenerator<Uint8Array> {
+  const flow = h.flow;
+  // Pieces taken from the flow and not yet handed out, from `head`.
   const parts: Uint8Array[] = [];
+  let head = 0;
+  let handed = 0;
   try {
     for (;;) {
-      const r = await flow.next();
-      if (r.done) return;
-      parts.length = 0;
-      parts.push(r.value);
-      const more = flow.takeBuffered(parts, COALESCE_MAX - r.value.length);
-      if (parts.length === 1) {
-        yield r.value;
-        continue;
+      if (head === parts.length) {
+        parts.length = 0;
+        head = 0;
+        const r = await flow.next();
+        if (r.done) return;
+        parts.push(r.value);
+        flow.takeBuffered(parts, COALESCE_MAX - r.value.length);
       }
-      const out = new Uint8Array(r.value.length + more);
-      let o = 0;
-      for (const p of parts) {
-        out.set(p, o);
-        o += p.length;
+      // The run of pieces lying next to each other in one buffer, as one view.
+      const first = parts[head++];
+      let n = h.takeCount();
+      let end = first.byteOffset + first.length;
+      while (head < parts.length && parts[head].buffer === first.buffer && parts[head].byteOffset === end) {
+        end += parts[head++].length;
+        n += h.takeCount();
+        handed++;
       }
-      parts.length = 0;
+      handed++;
+      const out = end === first.byteOffset + first.length ? first : new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
+      rows.n += n;
       yield out;
+      if (reuse) h.release(handed);
     }
   } finally {
+    h.stop();
     await flow.return();
   }
 }
@@ -1851,12 +1913,31 @@ export class CopyBoth implements AsyncIterable<Uint8Array> {
 export class CopyOut implements AsyncIterable<Uint8Array> {
   #h: CopyOutHandler;
   #coalesce: boolean;
+  #rows = { n: 0 };
   constructor(h: CopyOutHandler, coalesce = false) {
     this.#h = h;
     this.#coalesce = coalesce;
   }
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    return this.#coalesce ? coalesced(this.#h.flow) : this.#h.flow;
+    return this.#coalesce ? coalesced(this.#h, this.#rows, false) : this.#h.flow;
+  }
+  /**
+   * The coalesced chunks (`copyTo(sql, { coalesce: true })`) in memory that is reused: a chunk
+   * is valid only until the next one is asked for (copy or write out what you keep before
+   * that). Saves allocating, zeroing and collecting a 256 KiB batch per 256 KiB received.
+   * Iterate either this or the CopyOut itself, once.
+   */
+  reusing(): AsyncIterable<Uint8Array> {
+    if (!this.#coalesce) throw new TypeError("CopyOut.reusing() needs copyTo(sql, { coalesce: true })");
+    return { [Symbol.asyncIterator]: () => coalesced(this.#h, this.#rows, true) };
+  }
+  /**
+   * With `coalesce`: the CopyData messages in the chunks handed out so far, counted as they were
+   * framed (in a text or CSV COPY, one per row), so a byte consumer need not count newlines.
+   * 0 without coalescing (each chunk is one message).
+   */
+  get rows(): number {
+    return this.#rows.n;
   }
   /** CommandComplete of the COPY (row count), once the data has been consumed. */
   get result(): { command: string; rowCount: number | null } | undefined {

@@ -341,6 +341,52 @@ for (const v of VERSIONS) {
       });
     });
 
+    test(`copyTo() PG${v} ${tr.name}: reusing() gives the coalesced bytes in a few reused batches, rows counts every row at each step, and an early stop leaves the connection usable`, { skip }, async () => {
+      const c = await cluster(v);
+      await withClient(c, tr, async (client) => {
+        // ~26 MB of short and medium rows (about 100 batches of 256 KiB), with some above 64 KiB
+        // (handed over as views, outside the batches).
+        const sql = "COPY (SELECT i, repeat(chr(97 + i % 26), CASE WHEN i % 5000 = 0 THEN 100000 WHEN i % 7 = 0 THEN 400 ELSE i % 50 END) FROM generate_series(1, 300000) i) TO STDOUT";
+        const plain = createHash("sha256");
+        let plainRows = 0;
+        const co = client.copyTo(sql, { coalesce: true });
+        for await (const chunk of co) {
+          plain.update(chunk);
+          for (const b of chunk) if (b === 10) plainRows++;
+          assert.equal(co.rows, plainRows);
+        }
+        const copy = client.copyTo(sql, { coalesce: true });
+        const h = createHash("sha256");
+        const buffers = new Set<ArrayBufferLike>();
+        let n = 0;
+        let newlines = 0;
+        for await (const chunk of copy.reusing()) {
+          h.update(chunk); // the chunk is valid until the next step: use it now
+          const before = newlines;
+          for (const b of chunk) if (b === 10) newlines++;
+          // A row above 64 KiB alone is a view of received bytes, not of a batch.
+          if (!(chunk.length > 65536 && newlines - before === 1)) buffers.add(chunk.buffer);
+          n += chunk.length;
+          assert.equal(copy.rows, newlines);
+        }
+        assert.equal(plainRows, 300000);
+        assert.equal(copy.rows, 300000);
+        assert.equal(copy.result?.rowCount, 300000);
+        assert.equal(h.digest("hex"), plain.digest("hex"));
+        assert.ok(n > 25e6, `${n} bytes`);
+        assert.ok(buffers.size < 40, `${buffers.size} distinct batches for ${Math.ceil(n / 262144)} batches of data`);
+        // Stopping early: the rest is dropped and the next query works.
+        let seen = 0;
+        for await (const chunk of client.copyTo(sql, { coalesce: true }).reusing()) {
+          seen += chunk.length;
+          if (seen > 1e6) break;
+        }
+        assert.deepEqual((await client.query("SELECT 2 AS ok")).rows, [{ ok: 2 }]);
+        assert.throws(() => client.copyTo("COPY (SELECT 1) TO STDOUT").reusing(), TypeError);
+        assert.deepEqual((await client.query("SELECT 3 AS ok")).rows, [{ ok: 3 }]);
+      });
+    });
+
     test(`copyFrom() PG${v} ${tr.name}: close() while the source is still pumping rejects the copy, with no unhandled rejection`, { skip }, async () => {
       const c = await cluster(v);
       const unhandled: unknown[] = [];
