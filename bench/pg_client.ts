@@ -7,11 +7,12 @@
  *    fixture's): `SELECT 1` round trips on one connection, 10,000 pipelined parameterised
  *    queries, and 1 M rows of mixed types fetched as objects, with our client (native TCP, and
  *    the FFI transport on rsocket's kernel provider), node-postgres (`pg`), postgres.js and,
- *    under Bun, Bun's built-in `Bun.sql`. Contenders take turns (every other round in reverse
- *    order) after one unrecorded warm-up run; medians of 21 runs of 1,000 round trips, 7 runs of
- *    the pipelined measure, 3 of the 1 M rows. It ends with the README's table: median rates,
- *    and in brackets pg-rdma's rate over the peer's; then each client's CPU per `SELECT 1`
- *    round trip (this process, all threads), which depends far less on the machine's wake-ups.
+ *    under Bun, Bun's built-in `Bun.sql`. Contenders take turns (each round starting one
+ *    contender later, so none runs right after itself) after one unrecorded warm-up run;
+ *    medians of 21 runs of 1,000 round trips, 7 runs of the pipelined measure, 3 of the 1 M
+ *    rows. It ends with the README's table: median rates, and in brackets pg-rdma's rate over
+ *    the peer's; then each client's CPU per `SELECT 1` round trip (this process, all threads;
+ *    it too is higher in the slow runs, as the kernel's sleep and wake-up work counts).
  *
  * Run: `npx deno run -A bench/pg_client.ts`, `npx bun bench/pg_client.ts`,
  * `node dist/bench/pg_client.js` (after `npm run build`).
@@ -245,10 +246,11 @@ if (why) {
   const c = await cluster(18);
   stage = "connecting the contenders";
   const list = await contenders(c.port, ROLES.superuser.user, ROLES.superuser.password);
-  // Per measure, contenders take turns (round-robin, every other round in reverse order), so
-  // load and drift on the shared machine hit them alike; medians are reported. `SELECT 1` is
-  // many short runs: on this 2-vCPU VM a run's rate swings 2x with where the scheduler puts
-  // the client and the backend (idle vCPUs wake slowly), so a best-of-3 mostly measured luck.
+  // Per measure, contenders take turns, each round starting one contender later, so drift on
+  // the shared machine hits them alike and no contender ever runs right after itself; medians
+  // are reported. Measured on this 2-vCPU VM (Deno and Bun, 20 pairs): a client's `SELECT 1`
+  // rate right after its own run is 1.3-2.3x lower than right after another client's (whose
+  // backend had rested), whichever client it is; so the order, and a best-of-3, decided who won.
   const measures = [
     { key: "roundTrips", label: "SELECT 1 round trips/s (one connection)", unit: ROUND_TRIPS, runs: 21, warm: true, run: (x: Contender) => x.roundTrips(ROUND_TRIPS) },
     { key: "pipelined", label: "10,000 pipelined parameterised queries, queries/s", unit: PIPELINED, runs: 7, warm: true, run: (x: Contender) => x.pipelined(PIPELINED) },
@@ -258,7 +260,7 @@ if (why) {
   for (const m of measures) {
     if (m.warm) for (const x of list) await timed(x, m.key, () => m.run(x));
     for (let r = 0; r < m.runs; r++) {
-      for (const x of r % 2 ? [...list].reverse() : list) {
+      for (const x of [...list.slice(r % list.length), ...list.slice(0, r % list.length)]) {
         const c0 = process.cpuUsage();
         const t = performance.now();
         const n = await timed(x, m.key, () => m.run(x));
@@ -267,8 +269,8 @@ if (why) {
         if (n !== m.unit) throw new Error(`${x.name} ${m.key}: ${n} instead of ${m.unit}`);
         const k = `${m.key}:${x.name}`;
         times.set(k, [...(times.get(k) ?? []), ms]);
-        // This process's CPU (all threads) per query: unlike the rate, it hardly depends on
-        // how fast the other side of the round trip wakes up.
+        // This process's CPU (all threads) per query, the client's own cost (plus the kernel's
+        // sleep and wake-up work, which is why it too is higher in slow runs).
         cpu.set(k, [...(cpu.get(k) ?? []), (c.user + c.system) / n]);
       }
     }
