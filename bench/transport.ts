@@ -21,8 +21,8 @@
  * ```
  *
  * Options: `--size <MiB>` (default 1024), `--rounds <n>` ping-pongs (default 5000), `--reps <n>`
- * interleaved repetitions whose medians are reported (default 5, after one unrecorded 64 MiB
- * warm-up each way per transport),
+ * interleaved repetitions whose medians are reported (default 7, after one unrecorded 64 MiB
+ * warm-up each way per transport; every other repetition runs the transports in reverse order),
  * `--polling-time <µs>` for the busy-poll row (default 50), `--provider rdma|kernel`.
  *
  * Wire protocol between client and server: the client sends one 9-byte header, a command byte
@@ -54,7 +54,7 @@ const { values } = parseArgs({
     size: { type: "string", default: "1024" },
     rounds: { type: "string", default: "5000" },
     "polling-time": { type: "string", default: "50" },
-    reps: { type: "string", default: "5" },
+    reps: { type: "string", default: "7" },
   },
 });
 const provider = values.provider as "kernel" | "rdma" | "native";
@@ -257,7 +257,12 @@ async function runClient(): Promise<void> {
       if (bulk) await upload(dial, 64 << 20), await download(dial, 64 << 20);
     }
     for (let rep = 0; rep < REPS; rep++) {
-      for (const [i, [name, dial, bulk]] of plan.entries()) {
+      // Every other repetition runs the transports in reverse order, so a drift in the
+      // machine's state (it swings by 2x on this VM within a minute) hits both alike.
+      const order = [...plan.keys()];
+      if (rep % 2 === 1) order.reverse();
+      for (const i of order) {
+        const [name, dial, bulk] = plan[i];
         if (bulk) {
           const ffi = !name.startsWith("node:net");
           const st0 = ffi ? pollerStats(ffiKind) : undefined;
@@ -315,6 +320,15 @@ async function runClient(): Promise<void> {
         rel(p50, 3)
       } | ${f(p99, 1)}${rel(p99, 4)} | ${f(upCpu)} / ${f(downCpu)} |`,
     );
+  }
+  if (ref) {
+    // Each repetition's ffi run next to that repetition's node:net run: the median of these
+    // paired ratios is less exposed to the machine's drift than the ratio of the medians.
+    const i = plan.findIndex(([, , bulk], j) => bulk && j > 0);
+    const paired = (k: number) => samples[i][k].map((x, rep) => x / samples[0][k][rep]);
+    const show = (k: number) =>
+      `${paired(k).map((x) => x.toFixed(2)).join(" ")} (median ${median(paired(k)).toFixed(2)}×)`;
+    console.log(`\n${plan[i][0]} ÷ node:net per repetition, upload: ${show(0)}; download: ${show(1)}`);
   }
   for (const note of pollerNotes) console.log(`\npoller, ${note}`);
 }
