@@ -10,12 +10,12 @@
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
  *   either side; pg_dump -Fd would gzip by default): the jobs as connections of this process
  *   (the default), and in worker processes (`processes: true`);
- * - one wide table: ours (`dump -t`, plain, to a file) against
- *   `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
+ * - one wide table: ours (`dump -t`, plain, to a file, and to `/dev/null` as the peer writes)
+ *   against `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *
  * `DUMP_BENCH_ROUNDS` (default 2) rounds per case, ours then the peer in each; best and median
  * are printed, with the CPU seconds of our process and of the peer's processes.
- * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide`).
+ * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`).
  *
  * Run: `npx deno run -A bench/dump.ts`, `npx bun bench/dump.ts`, `node dist/bench/dump.js`.
  *
@@ -131,7 +131,7 @@ async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
 }
 
 const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
-const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,procs,wide").split(","));
+const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,procs,wide,widenull").split(","));
 const pg = `-h ${c.socketDir} -p ${c.port} -U postgres`;
 const out = (name: string) => join(work, name);
 // Old outputs are removed before each run: replacing a large file costs its unlink in the kernel.
@@ -168,6 +168,15 @@ if (CASES.has("wide")) {
     ours: () => dump(conninfo, { ...opts, file: out("one.sql"), dataOnly: true, tables: ["wide_0"] }),
     peer: `${psqlPath()} -X ${pg} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`,
     clean: () => fresh("one.sql"),
+  });
+}
+if (CASES.has("widenull")) {
+  // Like for like with the ceiling: both outputs go to /dev/null (written in place, no .partial).
+  cases.push({
+    name: "one wide table to /dev/null (psql COPY > /dev/null)",
+    ours: () => dump(conninfo, { ...opts, file: "/dev/null", dataOnly: true, tables: ["wide_0"] }),
+    peer: `${psqlPath()} -X ${pg} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`,
+    clean: () => {},
   });
 }
 

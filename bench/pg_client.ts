@@ -154,8 +154,8 @@ const PIPELINED = 10_000;
 async function contenders(port: number, user: string, password: string): Promise<Contender[]> {
   const conninfo = `host=127.0.0.1 port=${port} user=${user} password=${password} dbname=postgres sslmode=disable`;
   const list: Contender[] = [];
-  const ourClient = async (name: string, extra: string, env: Record<string, string>): Promise<Contender> => {
-    const c = await connect(`${conninfo} ${extra}`, { env });
+  const ourClient = async (name: string, extra: string, env: Record<string, string>, prepare = false): Promise<Contender> => {
+    const c = await connect(`${conninfo} ${extra}`, { env, prepare });
     return {
       name,
       roundTrips: async (n) => {
@@ -169,6 +169,10 @@ async function contenders(port: number, user: string, password: string): Promise
   };
   list.push(await ourClient("pg-rdma", "", {}));
   list.push(await ourClient("pg-rdma rsocket/kernel", "with_rsocket=true", { PG_RDMA_PROVIDER: "kernel" }));
+  // postgres.js and Bun.sql keep every query's statement prepared on the server by default, so
+  // a repeated query skips parsing and planning there; `prepare: true` is ours doing the same
+  // (off by default, as in libpq and node-postgres), for a like-for-like comparison with them.
+  list.push(await ourClient("pg-rdma prepare", "", {}, true));
   const nodePg = new pg.Client({ host: "127.0.0.1", port, user, password, database: "postgres", ssl: false });
   await nodePg.connect();
   list.push({
@@ -287,12 +291,17 @@ if (why) {
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   const peers = ["node-postgres", "postgres.js", "Bun.sql"];
   const label = { deno: "Deno", bun: "Bun", node: "Node" }[runtime];
-  console.log(`\n| runtime | measure | pg-rdma | pg-rdma rsocket/kernel | ${peers.join(" | ")} |`);
-  console.log(`|---|---|---|---|${peers.map(() => "---").join("|")}|`);
+  console.log(`\n| runtime | measure | pg-rdma | pg-rdma rsocket/kernel | pg-rdma prepare | ${peers.join(" | ")} |`);
+  console.log(`|---|---|---|---|---|${peers.map(() => "---").join("|")}|`);
   for (const m of measures) {
     const ours = rate(m, "pg-rdma");
     const cells = peers.map((p) => list.some((x) => x.name === p) ? `${fmt(rate(m, p))} (${(ours / rate(m, p)).toFixed(2)}×)` : "–");
-    console.log(`| ${label} | ${m.label} | ${fmt(ours)} | ${fmt(rate(m, "pg-rdma rsocket/kernel"))} | ${cells.join(" | ")} |`);
+    console.log(`| ${label} | ${m.label} | ${fmt(ours)} | ${fmt(rate(m, "pg-rdma rsocket/kernel"))} | ${fmt(rate(m, "pg-rdma prepare"))} | ${cells.join(" | ")} |`);
+  }
+  // Like for like with the peers that prepare by default.
+  const prepared = peers.slice(1).filter((p) => list.some((x) => x.name === p));
+  for (const m of measures) {
+    console.log(`${m.key}, both sides preparing: pg-rdma prepare ÷ ${prepared.map((p) => `${p} ${(rate(m, "pg-rdma prepare") / rate(m, p)).toFixed(2)}×`).join(", ")}`);
   }
   const us = (name: string) => median(cpu.get(`roundTrips:${name}`)!).toFixed(1);
   console.log(`\nclient CPU per SELECT 1 round trip, µs (median of ${measures[0].runs} runs): ${list.map((x) => `${x.name} ${us(x.name)}`).join(", ")}`);

@@ -1,7 +1,7 @@
 // File output for the dumper: batches small chunks (COPY sends one message per row) into large
 // writes, optionally through gzip, honours backpressure, and never leaves a file that looks
 // complete after a failure (write to `<name>.partial`, rename on success).
-import { closeSync, createWriteStream, openSync, writeSync, type WriteStream } from "node:fs";
+import { closeSync, createWriteStream, openSync, statSync, writeSync, type WriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { once } from "node:events";
 import type { Transform, Writable } from "node:stream";
@@ -129,30 +129,40 @@ function finished(w: Writable): Promise<void> {
 
 /**
  * A file sink that writes `<path>.partial` and renames it to `path` on {@link FileSink.commit};
- * {@link FileSink.abort} removes the partial file.
+ * {@link FileSink.abort} removes the partial file. A path that already exists and is not a
+ * regular file (`/dev/null`, a FIFO, a terminal) is written in place, as pg_dump -f does: a
+ * `.partial` beside it would be created in /dev and renamed over the device.
  */
 export class FileSink extends Sink {
   readonly path: string;
   #file: WriteStream | number;
   #gzip: Transform | undefined;
   #closed = false;
+  /** The name written: `<path>.partial`, or `path` itself for a device or FIFO. */
+  #target: string;
 
-  private constructor(path: string, file: WriteStream | number, gzip: Transform | undefined) {
+  private constructor(path: string, target: string, file: WriteStream | number, gzip: Transform | undefined) {
     super(gzip ?? file);
     this.path = path;
+    this.#target = target;
     this.#file = file;
     this.#gzip = gzip;
   }
 
-  /** Opens `<path>.partial` for writing (through gzip, lz4 or zstd when asked). */
+  /** Opens `<path>.partial` (or a device or FIFO itself) for writing, through gzip, lz4 or zstd when asked. */
   static async open(path: string, compression: Compression = "none", level?: number): Promise<FileSink> {
-    if (compression === "none") return new FileSink(path, openSync(`${path}.partial`, "w", 0o600), undefined);
+    let special = false;
+    try {
+      special = !statSync(path).isFile();
+    } catch { /* does not exist yet */ }
+    const target = special ? path : `${path}.partial`;
+    if (compression === "none") return new FileSink(path, target, openSync(target, "w", 0o600), undefined);
     // The compressor first: an lz4/zstd package that cannot load leaves no file behind.
     const gzip = compression === "gzip" ? createGzip(level === undefined ? {} : { level }) : await compressionTransform(compression, level);
-    const file = createWriteStream(`${path}.partial`, { flags: "w", mode: 0o600 });
+    const file = createWriteStream(target, { flags: "w", mode: 0o600 });
     await once(file, "open");
     gzip.pipe(file);
-    return new FileSink(path, file, gzip);
+    return new FileSink(path, target, file, gzip);
   }
 
   /** Finishes the file and gives it its final name. */
@@ -160,7 +170,7 @@ export class FileSink extends Sink {
     await this.end();
     this.#closed = true;
     if (typeof this.#file !== "number") await finished(this.#file);
-    await rename(`${this.path}.partial`, this.path);
+    if (this.#target !== this.path) await rename(this.#target, this.path);
   }
 
   /** Stops writing and removes the partial file. */
@@ -174,6 +184,6 @@ export class FileSink extends Sink {
         } catch { /* already closed */ }
       }
     } else this.#file.destroy();
-    await rm(`${this.path}.partial`, { force: true });
+    if (this.#target !== this.path) await rm(this.#target, { force: true });
   }
 }

@@ -31,7 +31,7 @@ export interface DumpSummary {
 export interface DumpOptions extends SelectOptions, ConnectOptions {
   /** `plain` (SQL for psql, the default) or `directory` (toc.json + one data file per table). */
   format?: "plain" | "directory";
-  /** Plain: the output file (written as `<file>.partial`, renamed on success). Directory: the directory (must not exist or be empty). */
+  /** Plain: the output file (written as `<file>.partial`, renamed on success; a device or FIFO such as `/dev/null` is written in place). Directory: the directory (must not exist or be empty). */
   file?: string;
   /** Plain only, instead of `file`: a Node Writable (e.g. process.stdout), not ended by the dump. */
   output?: Writable;

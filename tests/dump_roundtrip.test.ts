@@ -4,8 +4,8 @@
 // between source and copy. Also stream formats, selection and warnings for uncovered kinds.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -266,6 +266,26 @@ for (const v of VERSIONS) {
     assert.ok(text.endsWith("-- PostgreSQL database dump complete\n--\n\n"));
   });
 }
+
+test("dump() -f /dev/null or a FIFO writes in place: the device stays a device, no .partial beside it (PostgreSQL 18)", { skip: unavailable(18) }, async () => {
+  const c = await cluster(18);
+  const src = await hazardDb(c);
+  const s = await dump(conn(c, src), { ...base, file: "/dev/null", tables: ["hazards"] });
+  assert.equal(s.rows, 9);
+  assert.ok(statSync("/dev/null").isCharacterDevice(), "/dev/null is still a character device");
+  assert.equal(existsSync("/dev/null.partial"), false);
+  // A FIFO read by another process gets the whole dump through the FIFO itself.
+  const fifo = join(mkdtempSync(join(work, "fifo-")), "dump.fifo");
+  execFileSync("mkfifo", [fifo]);
+  const copied = `${fifo}.out`;
+  const reader = spawn("sh", ["-c", `cat "$1" > "$2"`, "sh", fifo, copied], { stdio: "ignore" });
+  const exited = new Promise<number | null>((r) => reader.on("exit", (code) => r(code)));
+  await dump(conn(c, src), { ...base, file: fifo, tables: ["hazards"] });
+  assert.equal(await exited, 0);
+  assert.ok(statSync(fifo).isFIFO(), "the FIFO is still a FIFO");
+  assert.equal(existsSync(`${fifo}.partial`), false);
+  assert.match(readFileSync(copied, "utf8"), /^COPY "public"."hazards" .* FROM stdin;\n1\ttab\\there\t/m);
+});
 
 test("dump() warns by name about object kinds it does not cover (PostgreSQL 18)", { skip: unavailable(18) }, async () => {
   const c = await cluster(18);
