@@ -168,7 +168,6 @@ async function collect(stream: AsyncIterable<ReplicationBatch> & { close(): Prom
 
 const dropNulls = (r: Row | undefined) => r && Object.fromEntries(Object.entries(r).filter(([, x]) => x !== null));
 
-/** Row changes of committed transactions, applying streamed blocks and (sub)transaction aborts. */
 /**
  * Drops Relation events that repeat the last one of the same relation unchanged. pgoutput sends
  * a relation's schema again after any relcache invalidation the walsender processes, e.g. an
@@ -186,6 +185,7 @@ function withoutResentRelations(events: PgoutputEvent[]): PgoutputEvent[] {
   });
 }
 
+/** Row changes of committed transactions, applying streamed blocks and (sub)transaction aborts. */
 function applied(events: PgoutputEvent[]): unknown[] {
   const out: unknown[] = [];
   const pending = new Map<number, { xid: number | undefined; change: unknown }[]>();

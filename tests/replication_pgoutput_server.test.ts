@@ -141,6 +141,23 @@ async function runWorkload(version: Version): Promise<Workload> {
 
 const BIG_RUN = (id: number) => id >= 1;
 
+/**
+ * Drops compact Relation entries that repeat the last one of the same relation unchanged.
+ * pgoutput sends a relation's schema again after any relcache invalidation the walsender
+ * processes, e.g. an autoanalyze of t_big while the slot is read: such a resend depends on
+ * timing, not on the WAL, so both sides of a comparison go through this.
+ */
+function withoutResentRelations(entries: unknown[]): unknown[] {
+  const last = new Map<unknown, string>();
+  return entries.filter((e) => {
+    if (!Array.isArray(e) || e[0] !== "relation") return true;
+    const json = JSON.stringify(e);
+    if (last.get(e[1]) === json) return false;
+    last.set(e[1], json);
+    return true;
+  });
+}
+
 /** A compact, comparable form of the events, collapsing runs of bulk t_big inserts. */
 function compact(events: PgoutputEvent[], db: string): unknown[] {
   const out: unknown[] = [];
@@ -229,15 +246,15 @@ for (const v of VERSIONS) {
 
   test(`pgoutput: PostgreSQL ${v} text-format messages decode to exactly the expected events`, { skip, timeout: 240_000 }, async () => {
     const w = await workload(v);
-    const got = compact(w.text, w.db);
-    assert.deepEqual(got, [
+    const got = withoutResentRelations(compact(w.text, w.db));
+    assert.deepEqual(got, withoutResentRelations([
       ...EXPECTED_TEXT,
       // Not streamed: each large transaction arrives whole, at its commit (or prepare).
       "begin", ["bulk", 1, 2000], "commit",
       "begin", ["bulk", 20001, 22000], "commit",
       ["beginPrepare", "gid_stream"], ["bulk", 40001, 42000], ["prepare", "gid_stream"],
       ["commitPrepared", "gid_stream"],
-    ]);
+    ]));
   });
 
   test(`pgoutput: PostgreSQL ${v} transaction fields are consistent (LSNs, xids, times)`, { skip, timeout: 240_000 }, async () => {
@@ -285,7 +302,7 @@ for (const v of VERSIONS) {
 
   test(`pgoutput: PostgreSQL ${v} binary-format values decode through an injected decoder to the text values`, { skip, timeout: 240_000 }, async () => {
     const w = await workload(v);
-    assert.deepEqual(compact(w.binary, w.db), compact(w.text, w.db));
+    assert.deepEqual(withoutResentRelations(compact(w.binary, w.db)), withoutResentRelations(compact(w.text, w.db)));
     // The server really sent binary: with the default decoder, int4 arrives as its 4 send bytes.
     const first = w.binaryRaw.find((e) => e.type === "insert");
     assert.ok(first?.type === "insert");
