@@ -170,8 +170,9 @@ interface Handler {
   /** Fast path for DataRow `D`: the body is `bytes[start, end)`, no frame object made. */
   row?(bytes: Uint8Array, start: number, end: number): void;
   /**
-   * Fast path for CopyData `d`: the payload is `bytes[start, end)` (a view valid only during
-   * the call: copy what you keep past {@link chunkEnd}), no frame object made.
+   * Fast path for CopyData `d`: the payload is `bytes[start, end)`, no frame object made.
+   * `bytes` is the received chunk (or a frame joined across chunks); the transports never reuse
+   * a chunk they emitted, so a view of it may be kept.
    */
   copyData?(bytes: Uint8Array, start: number, end: number): void;
   /** Every complete frame of the received chunk has been handed over (a batch may be flushed). */
