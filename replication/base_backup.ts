@@ -29,13 +29,13 @@ import {
 } from "node:fs";
 import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import { createGzip } from "node:zlib";
-import { checkCompression, type Codec, COMPRESSION_EXTENSIONS, createEncoder } from "../compress/mod.ts";
+import { type Codec, COMPRESSION_EXTENSIONS, createEncoder } from "../compress/mod.ts";
 import { type Client, connect, type ConnectOptions, resolveConnInfo } from "../pg/mod.ts";
 import { formatLsn, parseLsn } from "./_pgoutput.ts";
 import { quoteLiteral, ReplicationError } from "./_slots.ts";
 import { TAR_END, type TarEntry, tarHeader, tarPadding, TarReader, type TarSink } from "./_tar.ts";
 import { replicationConnInfo } from "./_wal_stream.ts";
-import { WalReceiver } from "./wal_receiver.ts";
+import { compressionOf, WalReceiver } from "./wal_receiver.ts";
 
 /** Client-side compression methods of tar output (pg_basebackup 15 `-Z`). */
 export type BackupCompressionMethod = "gzip" | "lz4" | "zstd";
@@ -506,17 +506,6 @@ function cstrAt(b: Uint8Array, p: number): [string, number] {
   let e = p;
   while (e < b.length && b[e] !== 0) e++;
   return [new TextDecoder().decode(b.subarray(p, e)), e + 1];
-}
-
-/** The compression asked for, checked (compress/'s levels), or undefined for none. */
-function compressionOf(c: BaseBackupOptions["compression"]): { method: BackupCompressionMethod; level: number } | undefined {
-  if (c === undefined || c === "none") return undefined;
-  const [method, level] = typeof c === "object" && c ? [c.method, c.level] : [c, undefined];
-  if (method !== "gzip" && method !== "lz4" && method !== "zstd") {
-    throw new TypeError(`compression must be "none", "gzip", "lz4", "zstd" or { method, level }, got ${JSON.stringify(c)}`);
-  }
-  const spec = checkCompression(method, level);
-  return spec.method === "none" ? undefined : { method, level: spec.level };
 }
 
 /**

@@ -247,7 +247,11 @@ class SegmentWriter {
   }
 }
 
-function compressionOf(c: WalReceiverOptions["compression"]): { method: WalCompressionMethod; level: number } | undefined {
+/**
+ * The `compression` option of the WAL receiver and of base backups, checked (compress/'s levels):
+ * the method and its level, or undefined for none.
+ */
+export function compressionOf(c: WalReceiverOptions["compression"]): { method: WalCompressionMethod; level: number } | undefined {
   if (c === undefined || c === "none") return undefined;
   const [method, level] = typeof c === "object" && c ? [c.method, c.level] : [c, undefined];
   if (method !== "gzip" && method !== "lz4" && method !== "zstd") {
