@@ -5,7 +5,10 @@
  *    pgoutput slot per contender created before the workload: N row inserts (default 1 000 000,
  *    in transactions of 1 000 rows).
  * 2. Each contender drains its slot up to the WAL position after the workload (three rounds,
- *    contenders interleaved, best time kept: the machine is shared):
+ *    contenders interleaved, best time kept: the machine is shared; every round is printed too,
+ *    with this process's user and system CPU and, on Node, its garbage collection time per
+ *    change). Where there are two CPUs or more, this process and pg_recvlogical run on CPU 0 and
+ *    the server on CPU 1 (see PIN below):
  *    - `pg_recvlogical -f /dev/null` (Debian's 15 binary): raw bytes, no decoding — our ceiling;
  *    - pg-rdma's `logicalReplication()` (decoding every value with pg/'s types, acknowledging
  *      every transaction);
@@ -16,13 +19,16 @@
  *    prints p50 / p99 / max.
  *
  * Run: `deno run -A bench/logical.ts [rows]`, `bun bench/logical.ts [rows]`,
- * `node dist/bench/logical.js [rows]` (after `npm run build`).
+ * `node dist/bench/logical.js [rows]` (after `npm run build`). Environment: `BENCH_PIN=A:B` or
+ * `none`, `BENCH_DIAG=1` (bytes per socket read of pg-rdma), `BENCH_NO_LAG=1` (skip step 3).
  *
  * @module
  */
 import { spawnSync } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
-import { connect } from "../pg/mod.ts";
+import { connect, type ConnectOptions, netSocketFactory } from "../pg/mod.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
 
@@ -43,6 +49,48 @@ const say = (s: string) => {
 };
 
 const REPS = 3;
+// Pinning (default "0:1" where there are two CPUs or more; BENCH_PIN="A:B" to choose, "none" to
+// let the scheduler place): this process and pg_recvlogical run on CPU A, the server (and so every
+// walsender) on CPU B, the same for every contender. Unpinned, the kernel often wakes the consumer
+// on the walsender's CPU (a unix socket write is a sync wakeup): both then share one core, the
+// consumer reads ~1.5 KB instead of ~8 KB per wake-up and its CPU per change rises by 40%, by
+// chance from one contender's run to the next (measured: Node, pinned 0:0 against 0:1).
+const PIN = (process.env.BENCH_PIN ?? (availableParallelism() >= 2 ? "0:1" : "none")).match(/^(\d+):(\d+)$/);
+// BENCH_DIAG=1: count the socket's reads for pg-rdma (an extra 'data' listener: slightly slower).
+const DIAG = process.env.BENCH_DIAG === "1";
+const taskset = (args: string[]) => {
+  const r = spawnSync("taskset", args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`taskset ${args.join(" ")} failed: ${r.stderr}`);
+};
+if (PIN) {
+  taskset(["-a", "-p", "-c", PIN[1], String(process.pid)]);
+  // The postmaster and its children; walsenders forked later inherit the postmaster's CPU.
+  const kids = spawnSync("pgrep", ["-P", String(c.pid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  for (const pid of [String(c.pid), ...kids]) taskset(["-a", "-p", "-c", PIN[2], pid]);
+}
+// Garbage collection time of this process where the runtime reports it (Node).
+let gcMs = 0;
+try {
+  new PerformanceObserver((l) => {
+    for (const e of l.getEntries()) gcMs += e.duration;
+  }).observe({ entryTypes: ["gc"] });
+} catch {
+  gcMs = NaN;
+}
+let reads = 0;
+let readBytes = 0;
+const diagOptions: ConnectOptions = DIAG
+  ? {
+    socketFactory: async (t, o) => {
+      const s = await netSocketFactory(t, o);
+      s.on("data", (b: Uint8Array) => {
+        reads++;
+        readBytes += b.length;
+      });
+      return s;
+    },
+  }
+  : {};
 try {
   await psql(c, `CREATE DATABASE ${db}`);
   await q(`CREATE TABLE t (id int PRIMARY KEY, account bigint, status text, amount numeric(12,2), created timestamptz, note text);
@@ -64,7 +112,9 @@ try {
   const runs = {
     // pg_recvlogical: raw bytes to /dev/null, no decoding.
     recv: (slot: string) => {
-      const r = spawnSync(`${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`, [
+      const bin = `${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
+      const r = spawnSync(PIN ? "taskset" : bin, [
+        ...(PIN ? ["-c", PIN[1], bin] : []),
         "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", db, "--slot", slot, "--start", "--no-loop",
         "-E", endText, "-f", "/dev/null", "-o", "proto_version=1", "-o", "publication_names=pub",
       ], { encoding: "utf8" });
@@ -74,7 +124,7 @@ try {
     // pg-rdma: every value decoded (pg/ types), every transaction acknowledged.
     ours: async (slot: string) => {
       let n = 0;
-      const stream = logicalReplication({ connection: conninfo, connectOptions: { env: {} }, slot, publications: ["pub"], protoVersion: 1 });
+      const stream = logicalReplication({ connection: conninfo, connectOptions: { env: {}, ...diagOptions }, slot, publications: ["pub"], protoVersion: 1 });
       for await (const b of stream) {
         for (const e of b.events) if (e.type === "insert") n++;
         b.ack();
@@ -100,20 +150,35 @@ try {
       }),
   };
   const best = { recv: { ms: Infinity, cpu: 0, n: 0 }, ours: { ms: Infinity, cpu: 0, n: 0 }, peer: { ms: Infinity, cpu: 0, n: 0 } };
+  const perRound: { r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number }[] = [];
+  const us = (microseconds: number) => (microseconds / ROWS).toFixed(2);
   for (let r = 0; r < REPS; r++) {
     for (const k of contenders) {
       const cpu0 = process.cpuUsage();
+      const gc0 = gcMs;
+      reads = readBytes = 0;
       const t = performance.now();
       const n = await runs[k](`s_${k}_${r}`);
       const took = ms(t);
       const cpu = process.cpuUsage(cpu0);
       if (n !== ROWS) throw new Error(`${k} delivered ${n} of ${ROWS} changes`);
       if (took < best[k].ms) best[k] = { ms: took, cpu: (cpu.user + cpu.system) / 1000, n };
+      perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads });
     }
   }
   const rate = (k: keyof typeof best) => ROWS / (best[k].ms / 1000);
   const cpuPer = (k: keyof typeof best) => (k === "recv" ? "–" : `${((best[k].cpu * 1000) / ROWS).toFixed(2)} µs`);
 
+  say(PIN ? `pinned: this process and pg_recvlogical on CPU ${PIN[1]}, the server on CPU ${PIN[2]}` : "not pinned");
+  say("");
+  say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read |");
+  say("|---|---|---|---|---|---|");
+  const gcKnown = perRound.some((x) => x.gc > 0); // Deno and Bun do not report 'gc' entries
+  for (const x of perRound) {
+    const cpu = x.k === "recv" ? "–" : `${us(x.user)} / ${us(x.system)}`;
+    const gc = x.k === "recv" || !gcKnown ? "–" : us(x.gc * 1000);
+    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} |`);
+  }
   say("");
   say("| consumer | changes/s | time | CPU of this process per change | pg-rdma's rate is |");
   say("|---|---|---|---|---|");
@@ -121,60 +186,63 @@ try {
   say(`| pg-rdma logicalReplication() | ${fmt(rate("ours"))} | ${fmt(best.ours.ms)} ms | ${cpuPer("ours")} | – |`);
   say(`| pg-logical-replication 2.5 (PgoutputPlugin) | ${fmt(rate("peer"))} | ${fmt(best.peer.ms)} ms | ${cpuPer("peer")} | ${(rate("ours") / rate("peer")).toFixed(2)}× |`);
 
-  // Lag at a fixed rate: 20-row transactions, 100 per second, for 5 s.
-  const lag = async (slot: string, consume: (onCommit: (commitMs: number) => void, stop: Promise<void>) => Promise<void>) => {
-    // Start from now: skip what earlier runs wrote.
-    await q(`SELECT pg_replication_slot_advance('${slot}', pg_current_wal_lsn())`);
-    const lags: number[] = [];
-    let stopIt!: () => void;
-    const stop = new Promise<void>((r) => (stopIt = r));
-    const consumer = consume((commitMs) => lags.push(Date.now() - commitMs), stop);
-    await new Promise((r) => setTimeout(r, 500));
-    const w = await connect(conninfo, { env: {} });
-    const start = Date.now();
-    let k = 0;
-    while (Date.now() - start < 5000) {
-      const base = 10_000_000 + k * 20;
-      await w.query(`INSERT INTO t (id, note) SELECT g, 'lag' FROM generate_series(${base}, ${base + 19}) g`);
-      k++;
-      const next = start + k * 10;
-      if (next > Date.now()) await new Promise((r) => setTimeout(r, next - Date.now()));
-    }
-    await w.query(`DELETE FROM t WHERE id >= 10000000`);
-    await w.close();
-    await new Promise((r) => setTimeout(r, 1000));
-    stopIt();
-    await consumer;
-    lags.sort((a, b) => a - b);
-    return { n: lags.length, p50: lags[Math.floor(lags.length * 0.5)], p99: lags[Math.floor(lags.length * 0.99)], max: lags.at(-1) };
-  };
-  const oursLag = await lag("l_ours", async (onCommit, stop) => {
-    const s = logicalReplication({ connection: conninfo, connectOptions: { env: {} }, slot: "l_ours", publications: ["pub"] });
-    void stop.then(() => s.close());
-    for await (const b of s) {
-      const last = b.events.at(-1);
-      if (last?.type === "commit") onCommit(last.commitTime.getTime());
-      b.ack();
-    }
-  });
-  const peerLag = await lag("l_peer", async (onCommit, stop) => {
-    const service = new LogicalReplicationService({ host: c.socketDir, port: c.port, user: "postgres", database: db }, { acknowledge: { auto: true, timeoutSeconds: 10 } });
-    const commits = new Set<string>();
-    service.on("data", (_lsn: string, m: { tag: string; commitTime?: bigint; commitEndLsn?: string }) => {
-      // Its commitTime is µs since 1970 (it adds the 2000-01-01 offset itself).
-      if (m.tag !== "commit" || commits.has(String(m.commitEndLsn))) return;
-      commits.add(String(m.commitEndLsn));
-      onCommit(Number(BigInt(m.commitTime as bigint) / 1000n));
+  // BENCH_NO_LAG=1: throughput only.
+  if (process.env.BENCH_NO_LAG !== "1") {
+    // Lag at a fixed rate: 20-row transactions, 100 per second, for 5 s.
+    const lag = async (slot: string, consume: (onCommit: (commitMs: number) => void, stop: Promise<void>) => Promise<void>) => {
+      // Start from now: skip what earlier runs wrote.
+      await q(`SELECT pg_replication_slot_advance('${slot}', pg_current_wal_lsn())`);
+      const lags: number[] = [];
+      let stopIt!: () => void;
+      const stop = new Promise<void>((r) => (stopIt = r));
+      const consumer = consume((commitMs) => lags.push(Date.now() - commitMs), stop);
+      await new Promise((r) => setTimeout(r, 500));
+      const w = await connect(conninfo, { env: {} });
+      const start = Date.now();
+      let k = 0;
+      while (Date.now() - start < 5000) {
+        const base = 10_000_000 + k * 20;
+        await w.query(`INSERT INTO t (id, note) SELECT g, 'lag' FROM generate_series(${base}, ${base + 19}) g`);
+        k++;
+        const next = start + k * 10;
+        if (next > Date.now()) await new Promise((r) => setTimeout(r, next - Date.now()));
+      }
+      await w.query(`DELETE FROM t WHERE id >= 10000000`);
+      await w.close();
+      await new Promise((r) => setTimeout(r, 1000));
+      stopIt();
+      await consumer;
+      lags.sort((a, b) => a - b);
+      return { n: lags.length, p50: lags[Math.floor(lags.length * 0.5)], p99: lags[Math.floor(lags.length * 0.99)], max: lags.at(-1) };
+    };
+    const oursLag = await lag("l_ours", async (onCommit, stop) => {
+      const s = logicalReplication({ connection: conninfo, connectOptions: { env: {} }, slot: "l_ours", publications: ["pub"] });
+      void stop.then(() => s.close());
+      for await (const b of s) {
+        const last = b.events.at(-1);
+        if (last?.type === "commit") onCommit(last.commitTime.getTime());
+        b.ack();
+      }
     });
-    void service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: ["pub"] }), "l_peer").catch(() => {});
-    await stop;
-    await service.destroy();
-  });
-  say("");
-  say("| lag at 2 000 rows/s (100 tx/s) | transactions | p50 | p99 | max |");
-  say("|---|---|---|---|---|");
-  say(`| pg-rdma logicalReplication() | ${oursLag.n} | ${oursLag.p50} ms | ${oursLag.p99} ms | ${oursLag.max} ms |`);
-  say(`| pg-logical-replication | ${peerLag.n} | ${peerLag.p50} ms | ${peerLag.p99} ms | ${peerLag.max} ms |`);
+    const peerLag = await lag("l_peer", async (onCommit, stop) => {
+      const service = new LogicalReplicationService({ host: c.socketDir, port: c.port, user: "postgres", database: db }, { acknowledge: { auto: true, timeoutSeconds: 10 } });
+      const commits = new Set<string>();
+      service.on("data", (_lsn: string, m: { tag: string; commitTime?: bigint; commitEndLsn?: string }) => {
+        // Its commitTime is µs since 1970 (it adds the 2000-01-01 offset itself).
+        if (m.tag !== "commit" || commits.has(String(m.commitEndLsn))) return;
+        commits.add(String(m.commitEndLsn));
+        onCommit(Number(BigInt(m.commitTime as bigint) / 1000n));
+      });
+      void service.subscribe(new PgoutputPlugin({ protoVersion: 1, publicationNames: ["pub"] }), "l_peer").catch(() => {});
+      await stop;
+      await service.destroy();
+    });
+    say("");
+    say("| lag at 2 000 rows/s (100 tx/s) | transactions | p50 | p99 | max |");
+    say("|---|---|---|---|---|");
+    say(`| pg-rdma logicalReplication() | ${oursLag.n} | ${oursLag.p50} ms | ${oursLag.p99} ms | ${oursLag.max} ms |`);
+    say(`| pg-logical-replication | ${peerLag.n} | ${peerLag.p50} ms | ${peerLag.p99} ms | ${peerLag.max} ms |`);
+  }
 } finally {
   await c.stop();
 }

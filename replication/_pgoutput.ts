@@ -41,7 +41,18 @@ export type Row = Record<string, unknown>;
 export interface ValueDecoder {
   text(oid: number, text: string): unknown;
   binary(oid: number, bytes: Uint8Array): unknown;
+  /**
+   * Optional: a parser that reads a text-format value of type `oid` straight from the message
+   * bytes `[start, end)`, returning exactly what `text()` would, or undefined to use `text()`.
+   * Asked once per column of each Relation message. It saves building a string for values that
+   * do not end as one (numbers, booleans, timestamps): that string was a third of the decoding
+   * time of a typical row.
+   */
+  textBytes?(oid: number): TextBytesParser | undefined;
 }
+
+/** A text-format value parser over message bytes (see {@link ValueDecoder.textBytes}). */
+export type TextBytesParser = (bytes: Uint8Array, start: number, end: number) => unknown;
 
 /**
  * A copy of `bytes[start, end)` as a plain Uint8Array, also when `bytes` is a Node Buffer (whose
@@ -400,6 +411,8 @@ export class PgoutputDecoder {
   #values: ValueDecoder;
   #proto: number;
   #relations = new Map<number, Relation>();
+  /** Per relation (as decoded), the `textBytes` parser of each column, where the value decoder has one. */
+  #parsers = new WeakMap<Relation, (TextBytesParser | undefined)[]>();
   #types = new Map<number, TypeInfo>();
   #streamXid: number | undefined = undefined;
   // Per-message cursor: kept on the instance so that decoding allocates no reader object.
@@ -419,6 +432,9 @@ export class PgoutputDecoder {
     const { types = rawValues, protoVersion } = options;
     if (typeof types?.text !== "function" || typeof types?.binary !== "function") {
       throw new TypeError("PgoutputDecoder: options.types needs text() and binary() functions");
+    }
+    if (types.textBytes !== undefined && typeof types.textBytes !== "function") {
+      throw new TypeError("PgoutputDecoder: options.types.textBytes must be a function when given");
     }
     if (protoVersion !== undefined && ![1, 2, 3, 4].includes(protoVersion)) {
       throw new RangeError(`PgoutputDecoder: protoVersion must be 1, 2, 3 or 4, got ${protoVersion}`);
@@ -476,6 +492,7 @@ export class PgoutputDecoder {
     switch (ev.type) {
       case "relation":
         this.#relations.set(ev.relation.oid, ev.relation);
+        if (this.#values.textBytes) this.#parsers.set(ev.relation, ev.relation.columns.map((c) => this.#values.textBytes!(c.typeOid)));
         break;
       case "type":
         this.#types.set(ev.oid, { oid: ev.oid, schema: ev.schema, name: ev.name });
@@ -694,6 +711,7 @@ export class PgoutputDecoder {
     const base = this.#base;
     const end = this.#end;
     const values = this.#values;
+    const parsers = this.#parsers.get(relation);
     const row: Row = {};
     let pos = this.#pos;
     for (let i = 0; i < n; i++) {
@@ -708,7 +726,10 @@ export class PgoutputDecoder {
         if (end - pos < len) this.#truncated(pos, len);
         const start = pos;
         pos += len;
-        value = kind === 0x74
+        const parse = kind === 0x74 ? parsers?.[i] : undefined;
+        value = parse !== undefined
+          ? parse(bytes, start, pos)
+          : kind === 0x74
           ? values.text(col.typeOid, decodeUtf8(bytes, start, pos))
           : values.binary(col.typeOid, new Uint8Array(bytes.buffer, base + start, len));
       } else if (kind === 0x6e) { // n

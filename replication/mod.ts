@@ -56,6 +56,7 @@ export {
   type StreamPrepareEvent,
   type StreamStartEvent,
   type StreamStopEvent,
+  type TextBytesParser,
   type TruncateEvent,
   type TypeEvent,
   type TypeInfo,

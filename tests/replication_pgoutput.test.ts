@@ -8,6 +8,7 @@ import {
   PgoutputDecoder,
   type PgoutputEvent,
   pgTimestampToDate,
+  pgValues,
   rawValues,
   type Relation,
   ReplicationDecodeError,
@@ -559,4 +560,63 @@ test("rawValues.binary copies even a Node Buffer view, so values never alias the
   wire.fill(0);
   assert.deepEqual([...value], [2, 3, 4]);
   assert.equal(Buffer.isBuffer(value), false);
+});
+
+test("pgValues reads integers, booleans and timestamps from the bytes exactly as decodeText reads their text", () => {
+  const cases: [number, string[]][] = [
+    [21, ["0", "7", "-1", "-0", "32767", "-32768", "007"]],
+    [23, ["0", "42", "-2147483648", "2147483647", "+5", "", "1e3", " 1", "12a", "-", "123456789012345", "1234567890123456789"]],
+    [26, ["0", "4294967295"]],
+    [16, ["t", "f", "true", "false", "x"]],
+    [1114, [
+      "2025-01-12 13:46:40", "2025-01-12 13:46:40.5", "2000-02-29 23:59:59.999999", "2025-01-12 13:46:40.0123", "infinity",
+      "-infinity", "0099-01-01 00:00:00", "0001-01-01 00:00:00 BC", "12345-01-01 00:00:00", "2025-01-12 13:46:40+02",
+    ]],
+    [1184, [
+      "2025-01-12 13:46:40+00", "2025-01-12 13:46:40.123456+05:30", "1970-01-01 00:00:00-08", "2025-01-12 13:46:40.5-03:30",
+      "1901-12-13 20:45:52+00:09:21", "infinity", "-infinity", "0500-06-30 12:00:00+00", "0050-06-30 12:00:00+00",
+      "2025-01-12 13:46:40.1234567+00", "2025-01-12 13:46:40 +00",
+    ]],
+  ];
+  const plain = { text: pgValues.text, binary: pgValues.binary };
+  for (const [oid, values] of cases) {
+    assert.equal(typeof pgValues.textBytes?.(oid), "function", `pgValues has a byte parser for type ${oid}`);
+    const relation = new Frame("R").u32(1).str("public").str("x").u8(0x64).u16(1).u8(1).str("v").u32(oid).u32(0xffffffff).get();
+    const fast = new PgoutputDecoder({ types: pgValues });
+    const slow = new PgoutputDecoder({ types: plain });
+    fast.decode(relation);
+    slow.decode(relation);
+    for (const v of values) {
+      const insert = new Frame("I").u32(1).u8(0x4e).tuple([["t", v]]).get();
+      let want: unknown;
+      try {
+        want = slow.decode(insert);
+      } catch (e) {
+        assert.throws(() => fast.decode(insert), (e as Error).constructor as typeof Error, `type ${oid}, ${JSON.stringify(v)}`);
+        continue;
+      }
+      assert.deepEqual(fast.decode(insert), want, `type ${oid}, ${JSON.stringify(v)}`);
+    }
+  }
+});
+
+test("a value decoder's textBytes parser reads text columns from the bytes; binary columns still go to binary()", () => {
+  const asked: number[] = [];
+  const [d] = withRelation({
+    types: {
+      text: (_oid, text) => `text:${text}`,
+      binary: (_oid, bytes) => bytes.length,
+      textBytes: (oid) => {
+        asked.push(oid);
+        return oid === 23 ? (b, start, end) => `bytes:${end - start}:${b[start]}` : undefined;
+      },
+    },
+  });
+  assert.deepEqual(asked, [23, 25, 25], "asked once per column, when the Relation arrives");
+  const ev = d.decode(new Frame("I").u32(16384).u8(0x4e).tuple([["t", "42"], ["t", "abc"], ["b", [1, 2]]]).get());
+  assert.deepEqual(ev.type === "insert" && ev.new, { id: "bytes:2:52", v: "text:abc", big: 2 });
+  const bin = d.decode(new Frame("I").u32(16384).u8(0x4e).tuple([["b", [0, 0, 0, 1]], "n", "u"]).get());
+  assert.deepEqual(bin.type === "insert" && bin.new, { id: 4, v: null, big: UNCHANGED_TOAST });
+  assert.deepEqual(asked, [23, 25, 25], "not asked again per row");
+  assert.throws(() => new PgoutputDecoder({ types: { ...rawValues, textBytes: 1 as never } }), TypeError);
 });
