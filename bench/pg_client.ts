@@ -13,7 +13,8 @@
  *    rows. It ends with the README's table: median rates, and in brackets pg-rdma's rate over
  *    the peer's; then pg-rdma's rate over each peer's paired round by round (median and
  *    quartiles of the per-round ratios: both ran in the same round, so machine drift cancels,
- *    and the quartiles show whether the spread is below the difference); then each client's
+ *    the quartiles show whether the spread is below the difference, and the rounds pg-rdma won
+ *    give a sign test: ahead in at least 39 of 61 is p < 0.05, two-sided); then each client's
  *    CPU per `SELECT 1` round trip (this process, all threads; it too is higher in the slow
  *    runs, as the kernel's sleep and wake-up work counts).
  *
@@ -327,8 +328,9 @@ if (why) {
     const ours = times.get(`${m.key}:pg-rdma`)!;
     const cells = peers.filter((p) => list.some((x) => x.name === p)).map((p) => {
       const theirs = times.get(`${m.key}:${p}`)!;
-      const [q1, q2, q3] = quartiles(ours.map((ms, i) => theirs[i] / ms));
-      return `${p} ${q2}× [${q1}–${q3}]`;
+      const ratios = ours.map((ms, i) => theirs[i] / ms);
+      const [q1, q2, q3] = quartiles(ratios);
+      return `${p} ${q2}× [${q1}–${q3}] ahead in ${ratios.filter((x) => x > 1).length}/${ratios.length}`;
     });
     console.log(`${m.key}, paired per round (median [quartiles] of ${m.runs}): pg-rdma ÷ ${cells.join(", ")}`);
   }
