@@ -11,8 +11,15 @@
  *    contender later, so none runs right after itself) after one unrecorded warm-up run;
  *    medians of 21 runs of 1,000 round trips, 7 runs of the pipelined measure, 3 of the 1 M
  *    rows. It ends with the README's table: median rates, and in brackets pg-rdma's rate over
- *    the peer's; then each client's CPU per `SELECT 1` round trip (this process, all threads;
- *    it too is higher in the slow runs, as the kernel's sleep and wake-up work counts).
+ *    the peer's; then pg-rdma's rate over each peer's paired round by round (median and
+ *    quartiles of the per-round ratios: both ran in the same round, so machine drift cancels,
+ *    the quartiles show whether the spread is below the difference, and the rounds pg-rdma won
+ *    give a sign test: ahead in at least 39 of 61 is p < 0.05, two-sided); then each client's
+ *    CPU per `SELECT 1` round trip (this process, all threads; it too is higher in the slow
+ *    runs, as the kernel's sleep and wake-up work counts).
+ *
+ * Knobs: `PG_RDMA_BENCH_ONLY=roundTrips,pipelined,fetch` (a subset, to keep a run short),
+ * `PG_RDMA_BENCH_RUNS=n` (runs per measure, instead of 21/7/3: more runs for a tighter spread).
  *
  * Run: `npx deno run -A bench/pg_client.ts`, `npx bun bench/pg_client.ts`,
  * `node dist/bench/pg_client.js` (after `npm run build`).
@@ -239,6 +246,19 @@ async function timed(x: Contender, key: string, run: () => Promise<number>): Pro
   }
 }
 
+// The measures, checked before a cluster starts (see the knobs in the module doc).
+const runs = process.env.PG_RDMA_BENCH_RUNS ? Number(process.env.PG_RDMA_BENCH_RUNS) : undefined;
+if (runs !== undefined && !(Number.isInteger(runs) && runs > 0)) throw new RangeError(`PG_RDMA_BENCH_RUNS must be a positive integer, got "${process.env.PG_RDMA_BENCH_RUNS}"`);
+const all = [
+  { key: "roundTrips", label: "SELECT 1 round trips/s (one connection)", unit: ROUND_TRIPS, runs: runs ?? 21, warm: true, run: (x: Contender) => x.roundTrips(ROUND_TRIPS) },
+  { key: "pipelined", label: "10,000 pipelined parameterised queries, queries/s", unit: PIPELINED, runs: runs ?? 7, warm: true, run: (x: Contender) => x.pipelined(PIPELINED) },
+  { key: "fetch", label: "1 M rows of mixed types, rows/s", unit: MIXED_ROWS, runs: runs ?? 3, warm: false, run: (x: Contender) => x.fetch() },
+] as const;
+const only = process.env.PG_RDMA_BENCH_ONLY?.split(",").map((k) => k.trim());
+const unknown = only?.filter((k) => !all.some((m) => m.key === k));
+if (unknown?.length) throw new RangeError(`PG_RDMA_BENCH_ONLY: unknown measure "${unknown[0]}" (expected ${all.map((m) => m.key).join(", ")})`);
+const measures = only ? all.filter((m) => only.includes(m.key)) : all;
+
 const why = unavailable(18);
 if (why) {
   process.stderr.write(`bench/pg_client: the end-to-end measures need PostgreSQL 18: ${why}\n`);
@@ -255,11 +275,6 @@ if (why) {
   // are reported. Measured on this 2-vCPU VM (Deno and Bun, 20 pairs): a client's `SELECT 1`
   // rate right after its own run is 1.3-2.3x lower than right after another client's (whose
   // backend had rested), whichever client it is; so the order, and a best-of-3, decided who won.
-  const measures = [
-    { key: "roundTrips", label: "SELECT 1 round trips/s (one connection)", unit: ROUND_TRIPS, runs: 21, warm: true, run: (x: Contender) => x.roundTrips(ROUND_TRIPS) },
-    { key: "pipelined", label: "10,000 pipelined parameterised queries, queries/s", unit: PIPELINED, runs: 7, warm: true, run: (x: Contender) => x.pipelined(PIPELINED) },
-    { key: "fetch", label: "1 M rows of mixed types, rows/s", unit: MIXED_ROWS, runs: 3, warm: false, run: (x: Contender) => x.fetch() },
-  ] as const;
   const times = new Map<string, number[]>(), cpu = new Map<string, number[]>();
   for (const m of measures) {
     if (m.warm) for (const x of list) await timed(x, m.key, () => m.run(x));
@@ -303,7 +318,25 @@ if (why) {
   for (const m of measures) {
     console.log(`${m.key}, both sides preparing: pg-rdma prepare ÷ ${prepared.map((p) => `${p} ${(rate(m, "pg-rdma prepare") / rate(m, p)).toFixed(2)}×`).join(", ")}`);
   }
-  const us = (name: string) => median(cpu.get(`roundTrips:${name}`)!).toFixed(1);
-  console.log(`\nclient CPU per SELECT 1 round trip, µs (median of ${measures[0].runs} runs): ${list.map((x) => `${x.name} ${us(x.name)}`).join(", ")}`);
+  // Paired: run r of pg-rdma against run r of the peer (the same round), so drift cancels.
+  const quartiles = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+    return [at(0.25), at(0.5), at(0.75)].map((x) => x.toFixed(2));
+  };
+  for (const m of measures) {
+    const ours = times.get(`${m.key}:pg-rdma`)!;
+    const cells = peers.filter((p) => list.some((x) => x.name === p)).map((p) => {
+      const theirs = times.get(`${m.key}:${p}`)!;
+      const ratios = ours.map((ms, i) => theirs[i] / ms);
+      const [q1, q2, q3] = quartiles(ratios);
+      return `${p} ${q2}× [${q1}–${q3}] ahead in ${ratios.filter((x) => x > 1).length}/${ratios.length}`;
+    });
+    console.log(`${m.key}, paired per round (median [quartiles] of ${m.runs}): pg-rdma ÷ ${cells.join(", ")}`);
+  }
+  if (measures.some((m) => m.key === "roundTrips")) {
+    const us = (name: string) => median(cpu.get(`roundTrips:${name}`)!).toFixed(1);
+    console.log(`\nclient CPU per SELECT 1 round trip, µs (median of ${measures[0].runs} runs): ${list.map((x) => `${x.name} ${us(x.name)}`).join(", ")}`);
+  }
 }
 finished = true;
