@@ -25,9 +25,9 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { availableParallelism } from "node:os";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
+import { applyPin, describePin, onClientCpu, pinFromEnv } from "./_pin.ts";
 import { connect, type ConnectOptions, netSocketFactory } from "../pg/mod.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
@@ -49,25 +49,16 @@ const say = (s: string) => {
 };
 
 const REPS = 3;
-// Pinning (default "0:1" where there are two CPUs or more; BENCH_PIN="A:B" to choose, "none" to
-// let the scheduler place): this process and pg_recvlogical run on CPU A, the server (and so every
-// walsender) on CPU B, the same for every contender. Unpinned, the kernel often wakes the consumer
-// on the walsender's CPU (a unix socket write is a sync wakeup): both then share one core, the
-// consumer reads ~1.5 KB instead of ~8 KB per wake-up and its CPU per change rises by 40%, by
-// chance from one contender's run to the next (measured: Node, pinned 0:0 against 0:1).
-const PIN = (process.env.BENCH_PIN ?? (availableParallelism() >= 2 ? "0:1" : "none")).match(/^(\d+):(\d+)$/);
+// Pinned (bench/_pin.ts; default "0:1" where there are two CPUs or more): this process and
+// pg_recvlogical on one CPU, the server (and so every walsender) on the other, the same for every
+// contender. Unpinned, the kernel often wakes the consumer on the walsender's CPU (a unix socket
+// write is a sync wakeup): both then share one core, the consumer reads ~1.5 KB instead of ~8 KB
+// per wake-up and its CPU per change rises by 40%, by chance from one contender's run to the next
+// (measured: Node, pinned 0:0 against 0:1).
+const PIN = pinFromEnv();
 // BENCH_DIAG=1: count the socket's reads for pg-rdma (an extra 'data' listener: slightly slower).
 const DIAG = process.env.BENCH_DIAG === "1";
-const taskset = (args: string[]) => {
-  const r = spawnSync("taskset", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`taskset ${args.join(" ")} failed: ${r.stderr}`);
-};
-if (PIN) {
-  taskset(["-a", "-p", "-c", PIN[1], String(process.pid)]);
-  // The postmaster and its children; walsenders forked later inherit the postmaster's CPU.
-  const kids = spawnSync("pgrep", ["-P", String(c.pid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
-  for (const pid of [String(c.pid), ...kids]) taskset(["-a", "-p", "-c", PIN[2], pid]);
-}
+if (PIN) applyPin(PIN, c.pid);
 // Garbage collection time of this process where the runtime reports it (Node).
 let gcMs = 0;
 try {
@@ -113,11 +104,10 @@ try {
     // pg_recvlogical: raw bytes to /dev/null, no decoding.
     recv: (slot: string) => {
       const bin = `${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
-      const r = spawnSync(PIN ? "taskset" : bin, [
-        ...(PIN ? ["-c", PIN[1], bin] : []),
+      const r = spawnSync(...onClientCpu(PIN, bin, [
         "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", db, "--slot", slot, "--start", "--no-loop",
         "-E", endText, "-f", "/dev/null", "-o", "proto_version=1", "-o", "publication_names=pub",
-      ], { encoding: "utf8" });
+      ]), { encoding: "utf8" });
       if (r.status !== 0) return Promise.reject(new Error(`pg_recvlogical failed: ${r.stderr}`));
       return Promise.resolve(ROWS);
     },
@@ -169,7 +159,7 @@ try {
   const rate = (k: keyof typeof best) => ROWS / (best[k].ms / 1000);
   const cpuPer = (k: keyof typeof best) => (k === "recv" ? "–" : `${((best[k].cpu * 1000) / ROWS).toFixed(2)} µs`);
 
-  say(PIN ? `pinned: this process and pg_recvlogical on CPU ${PIN[1]}, the server on CPU ${PIN[2]}` : "not pinned");
+  say(describePin(PIN, "this process and pg_recvlogical"));
   say("");
   say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read |");
   say("|---|---|---|---|---|---|");

@@ -14,7 +14,8 @@
  * (`sync: false` against `pg_receivewal --no-sync` / `pg_basebackup --no-sync`), so a slow
  * shared disk can be told apart from the client; `BENCH_NOSYNC=only` measures only that row.
  * `BENCH_ONLY=wal` or `backup` runs one of the two measurements (to keep a run short). Each
- * result line gives the best and the median of the rounds.
+ * result line gives the best and the median of the rounds. Where there are two CPUs or more, this
+ * process and the peer's tools run on CPU 0 and the server on CPU 1 (`BENCH_PIN`: bench/_pin.ts).
  *
  * Loading the 2 GiB cluster takes minutes of CPU; to measure on a quiet machine, start a server
  * once (`BENCH_PREPARE=1`: starts the cluster, prints `BENCH_SERVER=socketDir:port` and keeps it
@@ -35,6 +36,7 @@ import { runtime } from "../tests/_fixture/runtime.ts";
 import { formatLsn, parseLsn } from "../replication/_pgoutput.ts";
 import { WalReceiver } from "../replication/wal_receiver.ts";
 import { baseBackup } from "../replication/base_backup.ts";
+import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv } from "./_pin.ts";
 
 const BIN = "/usr/lib/postgresql/15/bin";
 const WAL_MB = Number(process.env.BENCH_WAL_MB ?? 512);
@@ -43,6 +45,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 // fsync settings measured: on both sides (default), then also off on both sides (1), or only off.
 const SYNCS = process.env.BENCH_NOSYNC === "only" ? [false] : process.env.BENCH_NOSYNC === "1" ? [true, false] : [true];
 const ONLY = process.env.BENCH_ONLY;
+// Pinned (bench/_pin.ts): this process, pg_receivewal and pg_basebackup on one CPU, the server on
+// the other, the same for both sides; BENCH_PIN=none lets the scheduler place.
+const PIN = pinFromEnv();
 if (ONLY !== undefined && ONLY !== "wal" && ONLY !== "backup") throw new RangeError(`BENCH_ONLY must be "wal" or "backup", got ${JSON.stringify(ONLY)}`);
 
 const median = (xs: number[]) => {
@@ -102,7 +107,13 @@ if (unavailable(15)) {
   const c = await server();
   const conn = `host=${c.socketDir} port=${c.port} user=postgres`;
   const pgArgs = ["-h", c.socketDir, "-p", String(c.port), "-U", "postgres"];
+  // The measured tools, on the client's CPU when pinned.
+  const tool = (name: string, args: string[]) => run(...onClientCpu(PIN, join(BIN, name), args));
   try {
+    // The checkpointer's parent is the postmaster (also of a server given by BENCH_SERVER, which
+    // stays pinned after the run).
+    if (PIN) applyPin(PIN, parentPid(Number((await psql(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).trim())));
+    console.log(describePin(PIN, "this process, pg_receivewal and pg_basebackup"));
     // 1. WAL receive
     if (ONLY !== "backup") await psql(c, "DROP TABLE IF EXISTS w; CREATE TABLE w (b text)");
     for (const sync of ONLY === "backup" ? [] : SYNCS) {
@@ -123,7 +134,7 @@ if (unavailable(15)) {
         const ours = mkdtempSync(join(tmpdir(), "bench-wal-ours-"));
         const theirs = mkdtempSync(join(tmpdir(), "bench-wal-theirs-"));
         const a = () => time(() => new WalReceiver({ connection: conn, connectOptions: { env: {} }, directory: ours, slot: "bench_ours", endpos: end, reconnect: false, sync }).run());
-        const b = () => time(() => run(join(BIN, "pg_receivewal"), [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
+        const b = () => time(() => tool("pg_receivewal", [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
         // Alternate who goes first: the second one may find the first one's writeback still going.
         const [tOurs, tTheirs] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
         tsOurs.push(tOurs);
@@ -151,7 +162,7 @@ if (unavailable(15)) {
         const a = join(mkdtempSync(join(tmpdir(), "bench-bb-ours-")), "d");
         const b = join(mkdtempSync(join(tmpdir(), "bench-bb-theirs-")), "d");
         const ours = () => time(() => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: a, checkpoint: "fast", sync }));
-        const theirs = () => time(() => run(join(BIN, "pg_basebackup"), [...pgArgs, "-D", b, "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
+        const theirs = () => time(() => tool("pg_basebackup", [...pgArgs, "-D", b, "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
         const [tA, tB] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
         size = du(a) / (1 << 20);
         sizeB = du(b) / (1 << 20);

@@ -1,0 +1,63 @@
+/**
+ * CPU pinning for the benchmarks, the same for every contender: the benchmark process (and the
+ * peer's command-line tool) on CPU A, the PostgreSQL server (postmaster and every backend or
+ * walsender it forks) on CPU B. `BENCH_PIN=A:B` chooses, `BENCH_PIN=none` lets the scheduler
+ * place; the default is `0:1` where there are two CPUs or more.
+ *
+ * Why: on this 2-vCPU VM, unpinned, the kernel often wakes a client on its server process's CPU
+ * (a unix-socket write is a sync wake-up). Both then share one core while the other idles, and
+ * which contender that happens to changes from run to run: measured, the logical consumer's CPU
+ * per change rose 40% and `SELECT 1` rates jumped between ~13k/s and 25-40k/s with placement.
+ *
+ * @module
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+
+/** CPUs of the client side and of the server side. */
+export interface Pin {
+  client: number;
+  server: number;
+}
+
+/** The pinning asked for by `BENCH_PIN` (see the module doc), or undefined for none. */
+export function pinFromEnv(): Pin | undefined {
+  const v = process.env.BENCH_PIN ?? (availableParallelism() >= 2 ? "0:1" : "none");
+  if (v === "none") return undefined;
+  const m = /^(\d+):(\d+)$/.exec(v);
+  if (!m) throw new RangeError(`BENCH_PIN must be "A:B" (two CPU numbers) or "none", got ${JSON.stringify(v)}`);
+  return { client: Number(m[1]), server: Number(m[2]) };
+}
+
+function taskset(args: string[]): void {
+  const r = spawnSync("taskset", args, { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`taskset ${args.join(" ")} failed: ${r.stderr || r.error?.message}`);
+}
+
+/**
+ * Pins this process (all its threads) to `pin.client`, and the server whose postmaster is
+ * `postmasterPid` (with the children it has now; later ones inherit its CPU) to `pin.server`.
+ */
+export function applyPin(pin: Pin, postmasterPid: number): void {
+  taskset(["-a", "-p", "-c", String(pin.client), String(process.pid)]);
+  const kids = spawnSync("pgrep", ["-P", String(postmasterPid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  for (const pid of [String(postmasterPid), ...kids]) taskset(["-a", "-p", "-c", String(pin.server), pid]);
+}
+
+/** The parent of a process (a backend's parent is the postmaster), from /proc. */
+export function parentPid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, ...
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+/** `cmd args` to run on the client's CPU when pinned (through taskset), else as given. */
+export function onClientCpu(pin: Pin | undefined, cmd: string, args: string[]): [string, string[]] {
+  return pin ? ["taskset", ["-c", String(pin.client), cmd, ...args]] : [cmd, args];
+}
+
+/** One line for the benchmark's output saying how it was placed. */
+export function describePin(pin: Pin | undefined, client: string): string {
+  return pin ? `pinned: ${client} on CPU ${pin.client}, the server on CPU ${pin.server}` : "not pinned";
+}
