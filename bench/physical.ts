@@ -16,6 +16,8 @@
  * `BENCH_ONLY=wal` or `backup` runs one of the two measurements (to keep a run short). Each
  * result line gives the best and the median of the rounds. Where there are two CPUs or more, this
  * process and the peer's tools run on CPU 0 and the server on CPU 1 (`BENCH_PIN`: bench/_pin.ts).
+ * `BENCH_DIR` is where both sides write (default the temporary directory; `/dev/shm` leaves the
+ * disk out).
  *
  * Loading the 2 GiB cluster takes minutes of CPU; to measure on a quiet machine, start a server
  * once (`BENCH_PREPARE=1`: starts the cluster, prints `BENCH_SERVER=socketDir:port` and keeps it
@@ -45,6 +47,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 // fsync settings measured: on both sides (default), then also off on both sides (1), or only off.
 const SYNCS = process.env.BENCH_NOSYNC === "only" ? [false] : process.env.BENCH_NOSYNC === "1" ? [true, false] : [true];
 const ONLY = process.env.BENCH_ONLY;
+// Where both sides write (default: the system's temporary directory). BENCH_DIR=/dev/shm takes the
+// VM's disk out of the comparison: the page-cache copy stays, writeback and its noise go.
+const OUT_DIR = process.env.BENCH_DIR ?? tmpdir();
 // Pinned (bench/_pin.ts): this process, pg_receivewal and pg_basebackup on one CPU, the server on
 // the other, the same for both sides; BENCH_PIN=none lets the scheduler place.
 const PIN = pinFromEnv();
@@ -87,6 +92,22 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();
   return (performance.now() - t0) / 1000;
+}
+
+/**
+ * Times `fn` writing into a new directory under {@link OUT_DIR}, measures what it wrote (MiB), and
+ * removes the directory before the other side runs: both then write into memory freed alike. (With
+ * the first side's copy kept until the end of the round, the second was up to 2× slower on this
+ * VM, on tmpfs too: fresh pages cost more than pages just freed.)
+ */
+async function inFreshDir(name: string, fn: (dir: string) => Promise<unknown>): Promise<[seconds: number, mib: number]> {
+  const dir = mkdtempSync(join(OUT_DIR, `bench-${name}-`));
+  try {
+    const t = await time(() => fn(dir));
+    return [t, du(dir) / (1 << 20)];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The server to measure: given by `BENCH_SERVER=socketDir:port`, else an own cluster. */
@@ -144,16 +165,12 @@ if (unavailable(15)) {
         }
         const end = parseLsn((await psql(c, "SELECT pg_switch_wal(); SELECT pg_current_wal_lsn()")).trim().split("\n").pop()!);
         mb = Number(end - start) / (1 << 20);
-        const ours = mkdtempSync(join(tmpdir(), "bench-wal-ours-"));
-        const theirs = mkdtempSync(join(tmpdir(), "bench-wal-theirs-"));
-        const a = () => time(() => new WalReceiver({ connection: conn, connectOptions: { env: {} }, directory: ours, slot: "bench_ours", endpos: end, reconnect: false, sync }).run());
-        const b = () => time(() => tool("pg_receivewal", [...pgArgs, "-D", theirs, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
+        const a = () => inFreshDir("wal-ours", (dir) => new WalReceiver({ connection: conn, connectOptions: { env: {} }, directory: dir, slot: "bench_ours", endpos: end, reconnect: false, sync }).run());
+        const b = () => inFreshDir("wal-theirs", (dir) => tool("pg_receivewal", [...pgArgs, "-D", dir, "-S", "bench_theirs", "-E", formatLsn(end), "--no-loop", "-n", ...(sync ? [] : ["--no-sync"])]));
         // Alternate who goes first: the second one may find the first one's writeback still going.
-        const [tOurs, tTheirs] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
+        const [[tOurs], [tTheirs]] = round % 2 ? [await a(), await b()] : [...[await b(), await a()].reverse()];
         tsOurs.push(tOurs);
         tsTheirs.push(tTheirs);
-        rmSync(ours, { recursive: true, force: true });
-        rmSync(theirs, { recursive: true, force: true });
         await psql(c, "SELECT pg_drop_replication_slot('bench_ours'), pg_drop_replication_slot('bench_theirs'); TRUNCATE w; CHECKPOINT");
         console.log(`WAL receive ${mb.toFixed(0)} MiB, ${label}, round ${round + 1}: ours ${(mb / tOurs).toFixed(0)} MB/s, pg_receivewal ${(mb / tTheirs).toFixed(0)} MB/s`);
       }
@@ -172,18 +189,14 @@ if (unavailable(15)) {
       const tsTheirs: number[] = [];
       const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
       for (let round = 0; round < ROUNDS; round++) {
-        const a = join(mkdtempSync(join(tmpdir(), "bench-bb-ours-")), "d");
-        const b = join(mkdtempSync(join(tmpdir(), "bench-bb-theirs-")), "d");
-        const ours = () => time(() => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: a, checkpoint: "fast", sync }));
-        const theirs = () => time(() => tool("pg_basebackup", [...pgArgs, "-D", b, "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
-        const [tA, tB] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
-        size = du(a) / (1 << 20);
-        sizeB = du(b) / (1 << 20);
+        const ours = () => inFreshDir("bb-ours", (dir) => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: join(dir, "d"), checkpoint: "fast", sync }));
+        const theirs = () => inFreshDir("bb-theirs", (dir) => tool("pg_basebackup", [...pgArgs, "-D", join(dir, "d"), "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
+        const [[tA, mibA], [tB, mibB]] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
+        size = mibA;
+        sizeB = mibB;
         tsOurs.push(tA);
         tsTheirs.push(tB);
         console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), ${label}, round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s`);
-        rmSync(join(a, ".."), { recursive: true, force: true });
-        rmSync(join(b, ".."), { recursive: true, force: true });
       }
       const rate = (mib: number, ts: number[], pick: (xs: number[]) => number) => mib / pick(ts);
       const best = (xs: number[]) => Math.min(...xs);
