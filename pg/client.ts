@@ -54,7 +54,7 @@ import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
 import { serverEndPointHash } from "./_scram.ts";
 import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
 import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
-import { defaultTypes, encodeText, OID, type TypeRegistry } from "./types.ts";
+import { boolTextBytes, defaultTypes, encodeText, intTextBytes, OID, type TypeRegistry } from "./types.ts";
 
 export type { FieldDescription } from "./_codec.ts";
 
@@ -193,20 +193,6 @@ const STR_TEXT = defaultTypes.textParser(OID.text);
 const BOOL_TEXT = defaultTypes.textParser(OID.bool);
 const INT_OIDS = new Set<number>([OID.int2, OID.int4, OID.oid, OID.xid, OID.cid]);
 
-/** Text int2/int4/oid straight from the digits: no string made per value. */
-const textInt: Decoder = (b, s, e) => {
-  let i = s;
-  const neg = b[i] === 0x2d; // -
-  if (neg) i++;
-  let n = 0;
-  for (; i < e; i++) {
-    const d = b[i] - 48;
-    if (d < 0 || d > 9) return Number(utf8(b, s, e));
-    n = n * 10 + d;
-  }
-  return neg ? -n : n;
-};
-
 /**
  * One decoder per column. The built-in text decoders of strings, integers and bool read the
  * bytes directly (the registry's own parser objects are recognised, so a type the caller
@@ -220,8 +206,8 @@ function makeDecoders(fields: FieldDescription[], types: TypeRegistry): Decoder[
     }
     const p = types.textParser(f.typeOid);
     if (p === undefined || p === STR_TEXT) return textString;
-    if (p === Number && INT_OIDS.has(f.typeOid)) return textInt;
-    if (p === BOOL_TEXT) return (b, s) => b[s] === 0x74; // t
+    if (p === Number && INT_OIDS.has(f.typeOid)) return intTextBytes;
+    if (p === BOOL_TEXT) return boolTextBytes;
     return (b, s, e) => p(utf8(b, s, e));
   });
 }

@@ -148,6 +148,75 @@ function fastTimestamp(s: string, withZone: boolean): number | undefined {
   return Number.isNaN(t) ? undefined : t - off * 60000;
 }
 
+/**
+ * {@link fastTimestamp} read from bytes `[start, end)` instead of a string (same shape, same
+ * rules): a value received as text needs no string made.
+ */
+function fastTimestampBytes(b: Uint8Array, start: number, end: number, withZone: boolean): number | undefined {
+  const n = end - start;
+  const at = (i: number) => b[start + i] - 48;
+  const two = (i: number) => at(i) * 10 + at(i + 1);
+  if (n < 19 || b[start + 4] !== 45 || b[start + 10] !== 32 || b[start + 13] !== 58) return undefined;
+  let p = 19;
+  let ms = 0;
+  if (p < n && b[start + p] === 46) {
+    let scale = 100;
+    p++;
+    while (p < n) {
+      const d = at(p);
+      if (d < 0 || d > 9) break;
+      ms += d * scale;
+      scale /= 10;
+      p++;
+    }
+    ms = Math.floor(ms + 1e-9);
+  }
+  let off = 0;
+  if (p < n) {
+    if (!withZone) return undefined;
+    const sign = b[start + p];
+    if ((sign !== 43 && sign !== 45) || (n !== p + 3 && n !== p + 6)) return undefined;
+    off = two(p + 1) * 60 + (n === p + 6 ? two(p + 4) : 0);
+    if (sign === 45) off = -off;
+  }
+  const year = at(0) * 1000 + at(1) * 100 + two(2);
+  if (year < 100) return undefined;
+  const t = Date.UTC(year, two(5) - 1, two(8), two(11), two(14), two(17), ms);
+  return Number.isNaN(t) ? undefined : t - off * 60000;
+}
+
+/** A text-format value parser over bytes `[start, end)`: no string made for the value. */
+export type TextBytesParser = (bytes: Uint8Array, start: number, end: number) => unknown;
+
+/** int2/int4/oid/xid/cid text from the digits (at most 15: exact in a double), else `Number(text)`. */
+export const intTextBytes: TextBytesParser = (b, start, end) => {
+  let i = start;
+  const neg = b[i] === 45; // -
+  if (neg) i++;
+  if (i === end || end - i > 15) return Number(utf8(b, start, end));
+  let v = 0;
+  for (; i < end; i++) {
+    const d = b[i] - 48;
+    if (d < 0 || d > 9) return Number(utf8(b, start, end));
+    v = v * 10 + d;
+  }
+  return neg ? -v : v;
+};
+
+/** bool text from the bytes: what PostgreSQL prints (`t`, `f`), else the text parser's answer. */
+export const boolTextBytes: TextBytesParser = (b, start, end) => {
+  if (end - start === 1 && (b[start] === 0x74 || b[start] === 0x66)) return b[start] === 0x74; // t / f
+  return parseBool(utf8(b, start, end));
+};
+
+/** timestamp (`withZone` false) or timestamptz text from the bytes, as {@link parseTimestampText}. */
+export function timestampTextBytes(withZone: boolean): TextBytesParser {
+  return (b, start, end) => {
+    const fast = fastTimestampBytes(b, start, end, withZone);
+    return fast !== undefined ? new Date(fast) : parseTimestampText(utf8(b, start, end), withZone);
+  };
+}
+
 /** timestamp[tz] text (ISO DateStyle) → Date; infinities → ±Infinity. */
 export function parseTimestampText(s: string, withZone: boolean): Date | number {
   const fast = fastTimestamp(s, withZone);

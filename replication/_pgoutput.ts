@@ -21,6 +21,7 @@
  *
  * @module
  */
+import type { TextBytesParser } from "../pg/types.ts";
 
 /**
  * Marks a column whose value the server did not send because it is an unchanged TOASTed value
@@ -51,8 +52,8 @@ export interface ValueDecoder {
   textBytes?(oid: number): TextBytesParser | undefined;
 }
 
-/** A text-format value parser over message bytes (see {@link ValueDecoder.textBytes}). */
-export type TextBytesParser = (bytes: Uint8Array, start: number, end: number) => unknown;
+// A text-format value parser over message bytes (see ValueDecoder.textBytes): pg/'s type.
+export type { TextBytesParser };
 
 /**
  * A copy of `bytes[start, end)` as a plain Uint8Array, also when `bytes` is a Node Buffer (whose

@@ -25,11 +25,10 @@ import { connect, type ConnectOptions } from "../pg/mod.ts";
 import type { Client, CopyBoth, Row as SqlRow } from "../pg/mod.ts";
 import { ConnectionError, PostgresError } from "../pg/errors.ts";
 import { resolveConnInfo } from "../pg/conninfo.ts";
-import { decodeBinary, decodeText, defaultTypes, OID, TypeRegistry } from "../pg/types.ts";
+import { boolTextBytes, decodeBinary, decodeText, defaultTypes, intTextBytes, OID, timestampTextBytes, TypeRegistry } from "../pg/types.ts";
 import {
   type BeginEvent,
   type BeginPrepareEvent,
-  decodeUtf8,
   formatLsn,
   PgoutputDecoder,
   type PgoutputEvent,
@@ -48,6 +47,8 @@ export const pgValues: ValueDecoder = { text: decodeText, binary: decodeBinary, 
 const BUILTIN = new TypeRegistry();
 const builtinTimestamp = defaultTypes.textParser(OID.timestamp);
 const builtinTimestamptz = defaultTypes.textParser(OID.timestamptz);
+const timestampBytes = timestampTextBytes(false);
+const timestamptzBytes = timestampTextBytes(true);
 
 /**
  * pgValues' parsers over bytes, for the types whose value is not a string: integers, booleans,
@@ -62,74 +63,16 @@ function pgTextBytes(oid: number): TextBytesParser | undefined {
     case OID.oid:
     case OID.xid:
     case OID.cid:
-      return registered === Number ? intBytes : undefined;
+      return registered === Number ? intTextBytes : undefined;
     case OID.bool:
-      return registered === BUILTIN.textParser(OID.bool) ? boolBytes : undefined;
+      return registered === BUILTIN.textParser(OID.bool) ? boolTextBytes : undefined;
     case OID.timestamp:
-      return registered === builtinTimestamp ? (b, s, e) => timestampBytes(b, s, e, OID.timestamp) : undefined;
+      return registered === builtinTimestamp ? timestampBytes : undefined;
     case OID.timestamptz:
-      return registered === builtinTimestamptz ? (b, s, e) => timestampBytes(b, s, e, OID.timestamptz) : undefined;
+      return registered === builtinTimestamptz ? timestamptzBytes : undefined;
     default:
       return undefined;
   }
-}
-
-/** Decimal integer text (at most 15 digits: exact in a double) → number, else `Number(text)`. */
-function intBytes(b: Uint8Array, start: number, end: number): unknown {
-  let i = start;
-  const neg = b[i] === 45; // -
-  if (neg) i++;
-  if (i === end || end - i > 15) return Number(decodeUtf8(b, start, end));
-  let v = 0;
-  for (; i < end; i++) {
-    const d = b[i] - 48;
-    if (d < 0 || d > 9) return Number(decodeUtf8(b, start, end));
-    v = v * 10 + d;
-  }
-  return neg ? -v : v;
-}
-
-function boolBytes(b: Uint8Array, start: number, end: number): unknown {
-  if (end - start === 1 && (b[start] === 0x74 || b[start] === 0x66)) return b[start] === 0x74; // t / f
-  return decodeText(OID.bool, decodeUtf8(b, start, end));
-}
-
-/**
- * `YYYY-MM-DD HH:MM:SS[.f{1,6}][±HH[:MM]]` read from the bytes by position (the form
- * pg/types' fastTimestamp reads from a string, with the same rules); anything else (infinity,
- * BC, seconds in the offset, years before 100) goes to the registry's parser.
- */
-function timestampBytes(b: Uint8Array, start: number, end: number, oid: number): unknown {
-  const n = end - start;
-  const at = (i: number) => b[start + i] - 48;
-  const two = (i: number) => at(i) * 10 + at(i + 1);
-  const withZone = oid === OID.timestamptz;
-  if (n < 19 || b[start + 4] !== 45 || b[start + 10] !== 32 || b[start + 13] !== 58) return decodeText(oid, decodeUtf8(b, start, end));
-  let p = 19;
-  let ms = 0;
-  if (p < n && b[start + p] === 46) {
-    let scale = 100;
-    p++;
-    while (p < n) {
-      const d = at(p);
-      if (d < 0 || d > 9) break;
-      ms += d * scale;
-      scale /= 10;
-      p++;
-    }
-    ms = Math.floor(ms + 1e-9);
-  }
-  let off = 0;
-  if (p < n) {
-    const sign = b[start + p];
-    if (!withZone || (sign !== 43 && sign !== 45) || (n !== p + 3 && n !== p + 6)) return decodeText(oid, decodeUtf8(b, start, end));
-    off = two(p + 1) * 60 + (n === p + 6 ? two(p + 4) : 0);
-    if (sign === 45) off = -off;
-  }
-  const year = at(0) * 1000 + at(1) * 100 + two(2);
-  if (year < 100) return decodeText(oid, decodeUtf8(b, start, end));
-  const t = Date.UTC(year, two(5) - 1, two(8), two(11), two(14), two(17), ms);
-  return Number.isNaN(t) ? decodeText(oid, decodeUtf8(b, start, end)) : new Date(t - off * 60000);
 }
 
 /** Options of {@link logicalReplication}. Times are milliseconds. */
