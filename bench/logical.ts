@@ -28,7 +28,8 @@ import { spawnSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
 import { applyPin, describePin, onClientCpu, pinFromEnv } from "./_pin.ts";
-import { connect, type ConnectOptions, netSocketFactory } from "../pg/mod.ts";
+import { connect, type ConnectOptions } from "../pg/mod.ts";
+import { attemptFactory } from "../pg/client.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
 import { LogicalReplicationService, PgoutputPlugin } from "pg-logical-replication";
 
@@ -73,7 +74,8 @@ let readBytes = 0;
 const diagOptions: ConnectOptions = DIAG
   ? {
     socketFactory: async (t, o) => {
-      const s = await netSocketFactory(t, o);
+      // The socket the client would use by default (in Bun, Bun.connect: pg/_bun_socket.ts).
+      const s = await attemptFactory(undefined, "plain")(t, o);
       s.on("data", (b: Uint8Array) => {
         reads++;
         readBytes += b.length;

@@ -36,7 +36,7 @@ import { FrameReader, utf8 } from "../pg/_codec.ts";
 import { Parser } from "pg-protocol/dist/parser.js";
 import pg from "pg";
 import postgres from "postgres";
-import { connect } from "../pg/mod.ts";
+import { connect, netSocketFactory, type SocketFactory } from "../pg/mod.ts";
 import { cluster, ROLES, unavailable } from "../tests/_fixture/cluster.ts";
 
 const ROWS = 200_000;
@@ -161,8 +161,8 @@ const PIPELINED = 10_000;
 async function contenders(port: number, user: string, password: string): Promise<Contender[]> {
   const conninfo = `host=127.0.0.1 port=${port} user=${user} password=${password} dbname=postgres sslmode=disable`;
   const list: Contender[] = [];
-  const ourClient = async (name: string, extra: string, env: Record<string, string>, prepare = false): Promise<Contender> => {
-    const c = await connect(`${conninfo} ${extra}`, { env, prepare });
+  const ourClient = async (name: string, extra: string, env: Record<string, string>, prepare = false, socketFactory?: SocketFactory): Promise<Contender> => {
+    const c = await connect(`${conninfo} ${extra}`, { env, prepare, socketFactory });
     return {
       name,
       roundTrips: async (n) => {
@@ -180,6 +180,9 @@ async function contenders(port: number, user: string, password: string): Promise
   // a repeated query skips parsing and planning there; `prepare: true` is ours doing the same
   // (off by default, as in libpq and node-postgres), for a like-for-like comparison with them.
   list.push(await ourClient("pg-rdma prepare", "", {}, true));
+  // Under Bun "pg-rdma" runs over Bun.connect (pg/_bun_socket.ts); this is the same client over
+  // Bun's node:net, for the lever's size in the same run.
+  if (runtime === "bun") list.push(await ourClient("pg-rdma node:net", "", {}, false, netSocketFactory));
   const nodePg = new pg.Client({ host: "127.0.0.1", port, user, password, database: "postgres", ssl: false });
   await nodePg.connect();
   list.push({
@@ -326,7 +329,7 @@ if (why) {
   };
   for (const m of measures) {
     const ours = times.get(`${m.key}:pg-rdma`)!;
-    const cells = peers.filter((p) => list.some((x) => x.name === p)).map((p) => {
+    const cells = [...peers, "pg-rdma node:net"].filter((p) => list.some((x) => x.name === p)).map((p) => {
       const theirs = times.get(`${m.key}:${p}`)!;
       const ratios = ours.map((ms, i) => theirs[i] / ms);
       const [q1, q2, q3] = quartiles(ratios);
