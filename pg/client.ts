@@ -278,6 +278,22 @@ const NO_PARAMS: readonly unknown[] = Object.freeze([]);
 const NO_OPTIONS: QueryOptions = Object.freeze({});
 const EMPTY_RESULT = (): QueryResult<never> => ({ command: "", rowCount: null, fields: [], rows: [] });
 
+/** A statement kept prepared for `prepare: true`: its server-side name and result columns. */
+interface CachedStatement {
+  name: string;
+  /** Columns as the statement's Describe gave them (format 0); null: no rows; undefined: not yet described. */
+  fields?: readonly FieldDescription[] | null;
+  /** The same columns marked binary (`binary: true`), made on first use. */
+  binaryFields?: FieldDescription[];
+}
+
+/** A cached statement's result columns in the format Bind asked for (shared: never changed). */
+function resultFields(stmt: CachedStatement, format: number): FieldDescription[] {
+  const fields = stmt.fields as FieldDescription[];
+  if (format === 0) return fields;
+  return stmt.binaryFields ??= Object.freeze(fields.map((c) => Object.freeze({ ...c, format: 1 }))) as FieldDescription[];
+}
+
 /**
  * Collects the results of a simple or extended query: every result ({@link promise}), or with
  * `lastOnly` only the last one ({@link last}; earlier results are dropped as they complete).
@@ -332,12 +348,45 @@ class QueryHandler<R> implements Handler {
     }
   }
 
+  /**
+   * For `prepare: true`: the cached statement this query executes. Its result columns come
+   * from the statement's Describe (sent once, with its Parse) instead of a Describe per query;
+   * `format` is what Bind asked for (Describe of a statement reports every column as text).
+   */
+  cached: { stmt: CachedStatement; format: number } | undefined;
+  #described = false;
+
   message(f: Frame): void {
     switch (f.type) {
       case T.rowDescription:
         this.#fields = parseRowDescription(f.body);
+        if (this.cached) {
+          // The statement's own Describe, sent with its Parse: kept for every later execution.
+          this.cached.stmt.fields = Object.freeze(this.#fields.map((c) => Object.freeze(c)));
+          this.#fields = resultFields(this.cached.stmt, this.cached.format);
+          this.#described = true;
+        }
         this.#decoders = makeDecoders(this.#fields, this.#types);
         this.#rows = [];
+        break;
+      case T.noData:
+        if (this.cached) {
+          this.cached.stmt.fields = null;
+          this.#described = true;
+        }
+        break;
+      case T.bindComplete:
+        // A cached statement executed without a Describe of its own: its columns are known by
+        // now, from the Describe sent with its Parse, which the server answered earlier.
+        if (this.cached && !this.#described) {
+          const fields = this.cached.stmt.fields;
+          if (fields === undefined) this.#error ??= new ProtocolError(`the result columns of prepared statement "${this.cached.stmt.name}" are unknown (its Describe failed)`);
+          else if (fields !== null) {
+            this.#fields = resultFields(this.cached.stmt, this.cached.format);
+            this.#decoders = makeDecoders(this.#fields, this.#types);
+          }
+          this.#rows = [];
+        }
         break;
       case T.dataRow:
         this.row(f.body, 0);
@@ -1105,8 +1154,8 @@ export class Client extends EventEmitter {
   #pauses = 0;
   #startup: { frames: Frame[]; wake?: () => void; error?: Error } | undefined;
   #prepare: boolean;
-  // SQL (+ parameter types) → server-side statement name, for `prepare: true`; oldest first.
-  #stmtCache = new Map<string, string>();
+  // SQL (+ parameter types) → statement kept prepared on the server, for `prepare: true`; oldest first.
+  #stmtCache = new Map<string, CachedStatement>();
   // Builder reused by every extended query (its bytes are copied out by take()).
   #w = new Writer(1024);
 
@@ -1463,26 +1512,32 @@ export class Client extends EventEmitter {
     if (wire.length > 65535) throw new RangeError(`too many query parameters: ${wire.length} (the protocol allows 65535)`);
     const w = this.#w;
     const types = options.types ?? [];
-    let stmt = "";
+    let cached: CachedStatement | undefined;
     let fresh: string | undefined;
+    const key = types.length ? `${sql}\0${types.join(",")}` : sql;
     try {
       if (options.prepare ?? this.#prepare) {
-        const key = types.length ? `${sql}\0${types.join(",")}` : sql;
-        stmt = this.#stmtCache.get(key) ?? "";
-        if (!stmt) {
-          stmt = `pgrdma_q${++this.#stmtCounter}`;
+        cached = this.#stmtCache.get(key);
+        if (!cached) {
+          // Parse and Describe the statement once; later executions send only Bind and Execute
+          // (the server refuses to run a cached plan whose result columns changed: 0A000).
+          cached = { name: `pgrdma_q${++this.#stmtCounter}` };
           fresh = key;
-          this.#stmtCache.set(key, stmt);
-          writeParse(w, stmt, sql, types);
+          this.#stmtCache.set(key, cached);
+          writeParse(w, cached.name, sql, types);
+          writeDescribe(w, "S", cached.name);
           if (this.#stmtCache.size > 500) {
-            const [oldKey, oldName] = this.#stmtCache.entries().next().value as [string, string];
+            const [oldKey, old] = this.#stmtCache.entries().next().value as [string, CachedStatement];
             this.#stmtCache.delete(oldKey);
-            writeClose(w, "S", oldName);
+            writeClose(w, "S", old.name);
           }
         }
-      } else writeParse(w, "", sql, types);
-      writeBind(w, "", stmt, wire, options.binary ? [1] : []);
-      writeDescribe(w, "P", "");
+        writeBind(w, "", cached.name, wire, options.binary ? [1] : []);
+      } else {
+        writeParse(w, "", sql, types);
+        writeBind(w, "", "", wire, options.binary ? [1] : []);
+        writeDescribe(w, "P", "");
+      }
       writeExecute(w, "", 0);
       w.bytes(SYNC);
     } catch (e) {
@@ -1490,12 +1545,21 @@ export class Client extends EventEmitter {
       if (fresh !== undefined) this.#stmtCache.delete(fresh);
       throw e;
     }
-    const h = this.#enqueue(new QueryHandler<R>(this, this.#types, options.rowMode === "array", true), this.#take(w));
+    const qh = new QueryHandler<R>(this, this.#types, options.rowMode === "array", true);
+    if (cached) qh.cached = { stmt: cached, format: options.binary ? 1 : 0 };
+    const h = this.#enqueue(qh, this.#take(w));
     try {
       return await h.last;
     } catch (e) {
       // The statement never came to exist: forget it, so the next call parses again.
-      if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === stmt) this.#stmtCache.delete(fresh);
+      if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === cached) this.#stmtCache.delete(fresh);
+      // A cached statement whose result columns changed (ALTER TABLE, ...) fails with 0A000
+      // ("cached plan must not change result type") every time: drop it, prepare afresh next
+      // time (another 0A000 is as harmless: the next call just parses again).
+      if (cached && fresh === undefined && (e as PostgresError).code === "0A000" && this.#stmtCache.get(key) === cached) {
+        this.#stmtCache.delete(key);
+        this._closeStatement(cached.name).catch(() => {});
+      }
       throw e;
     }
   }

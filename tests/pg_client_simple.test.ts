@@ -248,10 +248,9 @@ test("query(): decoders a caller registered for int4, text and bool are used on 
   }
 });
 
-test("query() without parameters writes one Query message; with parameters or extended: true, Parse/Bind/Describe/Execute/Sync", { skip: unavailable(18) }, async () => {
-  const c = await cluster(18);
-  const writes: number[][] = [];
-  const factory: SocketFactory = async (target, options) => {
+/** The default socket factory, recording the message types of each write in `writes`. */
+function recordingFactory(writes: number[][]): SocketFactory {
+  return async (target, options) => {
     const s: Duplex = await netSocketFactory(target, options);
     const write = s.write.bind(s) as (chunk: Uint8Array, ...rest: unknown[]) => boolean;
     s.write = ((chunk: Uint8Array, ...rest: unknown[]) => {
@@ -265,8 +264,13 @@ test("query() without parameters writes one Query message; with parameters or ex
     }) as typeof s.write;
     return s;
   };
+}
+
+test("query() without parameters writes one Query message; with parameters or extended: true, Parse/Bind/Describe/Execute/Sync", { skip: unavailable(18) }, async () => {
+  const c = await cluster(18);
+  const writes: number[][] = [];
   const info = resolveConnInfo(tcpInfo(c, TRANSPORTS[0]), { env: {}, homeDir });
-  const client = await connectWith(info, { socketFactory: factory });
+  const client = await connectWith(info, { socketFactory: recordingFactory(writes) });
   try {
     const letters = (ts: number[]) => String.fromCharCode(...ts);
     writes.length = 0;
@@ -284,6 +288,54 @@ test("query() without parameters writes one Query message; with parameters or ex
     assert.deepEqual((await client.query("SELECT $1::text AS t", [big])).rows, [{ t: big }]);
     assert.deepEqual((await client.query("SELECT $1::int AS n", [5], { prepare: true })).rows, [{ n: 5 }]);
     assert.deepEqual((await client.query("SELECT $1::int AS n", [6], { prepare: true })).rows, [{ n: 6 }]);
+  } finally {
+    await client.close();
+  }
+});
+
+test("query() with prepare: true parses and describes a statement once, then sends only Bind/Execute/Sync; results match the unprepared path", { skip: unavailable(18) }, async () => {
+  const c = await cluster(18);
+  const writes: number[][] = [];
+  const info = resolveConnInfo(tcpInfo(c, TRANSPORTS[0]), { env: {}, homeDir });
+  const client = await connectWith(info, { socketFactory: recordingFactory(writes), prepare: true });
+  const letters = () => writes.map((ts) => String.fromCharCode(...ts)).join("");
+  try {
+    const sql = "SELECT $1::int AS n, $1::text AS t, ARRAY[$1::int, NULL] AS a";
+    const want = (i: number) => [{ n: i, t: String(i), a: [i, null] }];
+    writes.length = 0;
+    // Pipelined, all written before any answer: the first fails in Bind (bad int), after its
+    // statement was described; the others run without a Describe and still decode every column.
+    const settled = await Promise.allSettled(["x", ...Array.from({ length: 20 }, (_, i) => i)].map((p) => client.query(sql, [p])));
+    assert.equal(letters(), "PDBES" + "BES".repeat(20));
+    assert.equal(settled[0].status === "rejected" && (settled[0].reason as PostgresError).code, "22P02");
+    for (let i = 0; i < 20; i++) {
+      const s = settled[i + 1];
+      assert.equal(s.status, "fulfilled");
+      assert.deepEqual((s as PromiseFulfilledResult<QueryResult>).value.rows, want(i));
+    }
+    const unprepared = await client.query(sql, [7], { prepare: false });
+    writes.length = 0;
+    const text = await client.query(sql, [7]);
+    const binary = await client.query(sql, [7], { binary: true });
+    assert.equal(letters(), "BESBES");
+    assert.deepEqual(text.rows, want(7));
+    assert.deepEqual(binary.rows, want(7));
+    assert.deepEqual(text.fields, unprepared.fields);
+    assert.deepEqual(binary.fields.map((f) => f.format), [1, 1, 1]);
+    assert.deepEqual(text.fields.map((f) => f.format), [0, 0, 0]);
+    // A statement without rows: no columns, its command tag and count.
+    await client.query("CREATE TEMP TABLE prep_t (a int)", [], { prepare: false });
+    for (const v of [1, 2]) {
+      const r = await client.query("INSERT INTO prep_t VALUES ($1)", [v]);
+      assert.deepEqual([r.command, r.rowCount, r.fields, r.rows], ["INSERT 0 1", 1, [], []]);
+    }
+    // Result columns changed under the cached statement: the server refuses it (0A000), never
+    // rows decoded with the old columns; the next call prepares afresh and sees the new type.
+    const sel = "SELECT a FROM prep_t WHERE $1::int IS NOT NULL ORDER BY a";
+    assert.deepEqual((await client.query(sel, [1])).rows, [{ a: 1 }, { a: 2 }]);
+    await client.query("ALTER TABLE prep_t ALTER a TYPE text", [], { prepare: false });
+    await assert.rejects(client.query(sel, [1]), { code: "0A000" });
+    assert.deepEqual((await client.query(sel, [1])).rows, [{ a: "1" }, { a: "2" }]);
   } finally {
     await client.close();
   }
