@@ -16,9 +16,16 @@
  * `DUMP_BENCH_ROUNDS` (default 2) rounds per case, ours first in even rounds and the peer first
  * in odd ones (on this VM whichever writes first in a round runs up to 1.5-2× faster: use an even
  * number); best and median are printed, with the CPU seconds of our process and of the peer's
- * processes.
+ * processes. Before them, `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both
+ * sides once: the first dumps after the database is copied in pay up to twice the system time.
  * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`).
  *
+ * Pinning (bench/_pin.ts, `BENCH_PIN`, default `0:1`) where it is fair to both sides: the cases
+ * with one connection (plain, one table) run this process and the peer's tool on one CPU, the
+ * server on the other; unpinned, where the kernel placed the client beside its backend decided
+ * a run more than the code (±10% between runs). The 4-job cases run unpinned: one CPU for four
+ * backends, or for pg_dump's four worker processes, would not be the comparison asked for.
+  *
  * Run: `npx deno run -A bench/dump.ts`, `npx bun bench/dump.ts`, `node dist/bench/dump.js`.
  *
  * @module
@@ -27,7 +34,9 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { dump } from "../dump/mod.ts";
+import { applyPin, describePin, parentPid, pinFromEnv } from "./_pin.ts";
 import { type ClusterInfo, type OwnedCluster, type OwnedServer, psql, psqlPath, serverBaseDir, startCluster, startServer, unavailable } from "../tests/_fixture/cluster.ts";
 
 const why = unavailable(15);
@@ -74,6 +83,17 @@ if (process.env.DUMP_BENCH_PREPARE) {
 const c = server;
 const db = DB;
 const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
+const PIN = pinFromEnv();
+const postmaster = parentPid(Number((await psql(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).trim()));
+// Read before anything is pinned: a process pinned to one CPU is told it has one.
+const EVERY_CPU = `0-${availableParallelism() - 1}`;
+/** Pins the two sides (the one-connection cases), or lets every process run on any CPU again. */
+function place(pinned: boolean): void {
+  if (!PIN) return;
+  if (pinned) return applyPin(PIN, postmaster);
+  const kids = spawnSync("pgrep", ["-P", String(postmaster)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  for (const pid of [String(process.pid), String(postmaster), ...kids]) cp(["-a", "-p", "-c", EVERY_CPU, pid], "taskset");
+}
 
 function cp(args: string[], cmd = "cp"): void {
   const r = spawnSync(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
@@ -115,9 +135,10 @@ interface Run {
 }
 
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
-function timePeer(cmd: string): Run {
+function timePeer(cmd: string, pinned: boolean): Run {
   const t = performance.now();
-  const r = spawnSync("sh", ["-c", `${cmd} && times`], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+  const [run, args] = PIN && pinned ? ["taskset", ["-c", String(PIN.client), "sh"]] : ["sh", []];
+  const r = spawnSync(run, [...args, "-c", `${cmd} && times`], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
   const ms = performance.now() - t;
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
   // `times`: the shell's user and system time, then its children's ("0m1.234s 0m0.567s").
@@ -135,6 +156,7 @@ async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
 }
 
 const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
+const WARMUP = Number(process.env.DUMP_BENCH_WARMUP ?? 1);
 const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,procs,wide,widenull").split(","));
 const pg = `-h ${c.socketDir} -p ${c.port} -U postgres`;
 const out = (name: string) => join(work, name);
@@ -143,6 +165,8 @@ const fresh = (name: string) => rmSync(out(name), { recursive: true, force: true
 
 interface Case {
   name: string;
+  /** One connection on each side: pinned (see the module doc). */
+  pinned: boolean;
   ours: () => Promise<unknown>;
   peer: string;
   clean: () => void;
@@ -151,6 +175,7 @@ const cases: Case[] = [];
 if (CASES.has("plain")) {
   cases.push({
     name: "plain, 1 job (pg_dump --data-only -f)",
+    pinned: true,
     ours: () => dump(conninfo, { ...opts, file: out("ours.sql"), dataOnly: true }),
     peer: `${bin}/pg_dump ${pg} --data-only -f ${out("pgdump.sql")} ${db}`,
     clean: () => (fresh("ours.sql"), fresh("pgdump.sql")),
@@ -161,6 +186,7 @@ for (const processes of [false, true]) {
   if (!CASES.has(processes ? "procs" : "jobs")) continue;
   cases.push({
     name: `directory, 4 jobs${processes ? " in worker processes" : ""} (pg_dump -Fd -j 4 -Z 0)`,
+    pinned: false,
     ours: () => dump(conninfo, { ...opts, format: "directory", file: out("ours.dir"), jobs: 4, dataOnly: true, processes }),
     peer: peer4,
     clean: () => (fresh("ours.dir"), fresh("pgdump.dir")),
@@ -169,6 +195,7 @@ for (const processes of [false, true]) {
 if (CASES.has("wide")) {
   cases.push({
     name: "one wide table (psql COPY > /dev/null)",
+    pinned: true,
     ours: () => dump(conninfo, { ...opts, file: out("one.sql"), dataOnly: true, tables: ["wide_0"] }),
     peer: `${psqlPath()} -X ${pg} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`,
     clean: () => fresh("one.sql"),
@@ -178,6 +205,7 @@ if (CASES.has("widenull")) {
   // Like for like with the ceiling: both outputs go to /dev/null (written in place, no .partial).
   cases.push({
     name: "one wide table to /dev/null (psql COPY > /dev/null)",
+    pinned: true,
     ours: () => dump(conninfo, { ...opts, file: "/dev/null", dataOnly: true, tables: ["wide_0"] }),
     peer: `${psqlPath()} -X ${pg} -d ${db} -c 'COPY wide_0 TO STDOUT' > /dev/null`,
     clean: () => {},
@@ -190,21 +218,34 @@ const median = (xs: number[]) => {
 };
 const f2 = (ms: number) => (ms / 1000).toFixed(2);
 const cpu = (runs: Run[]) => `${median(runs.map((r) => r.cpu)).toFixed(2)} (${median(runs.map((r) => r.sys)).toFixed(2)})`;
-console.log(`\n${ROUNDS} rounds per case, ours first in even rounds, the peer first in odd ones\n`);
+console.log(`\n${ROUNDS} rounds per case, ours first in even rounds, the peer first in odd ones, after ${WARMUP} untimed; one-connection cases ${describePin(PIN, "this process and the peer's tool")}, 4-job cases not pinned\n`);
 console.log("| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) |");
 console.log("|---|---|---|---|---|---|");
 for (const k of cases) {
+  place(k.pinned);
+  // Untimed, both sides once: the first dumps after the database was copied in paid up to
+  // twice the system time of later ones (5-6 s against 2.3 s for ours, 3.6-4.2 s against
+  // 3.0-3.5 s for pg_dump), whoever ran them; round 0 would charge that to ours alone.
+  for (let i = 0; i < WARMUP; i++) {
+    k.clean();
+    await k.ours();
+    k.clean();
+    timePeer(k.peer, k.pinned);
+  }
   const ours: Run[] = [];
   const peer: Run[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     k.clean();
-    if (i % 2) peer.push(timePeer(k.peer));
+    if (i % 2) peer.push(timePeer(k.peer, k.pinned));
     else ours.push(await timeOurs(k.ours));
     k.clean();
     if (i % 2) ours.push(await timeOurs(k.ours));
-    else peer.push(timePeer(k.peer));
+    else peer.push(timePeer(k.peer, k.pinned));
   }
   k.clean();
+  // Every round, for the spread behind best and median (stderr: the table stays one block).
+  const each = (runs: Run[]) => runs.map((r) => `${f2(r.ms)} (${(r.cpu - r.sys).toFixed(2)}+${r.sys.toFixed(2)})`).join(", ");
+  console.error(`${k.name}: s (CPU user+system s) per round, ours ${each(ours)}; peer ${each(peer)}`);
   const o = ours.map((r) => r.ms);
   const p = peer.map((r) => r.ms);
   console.log(`| ${k.name} | ${f2(Math.min(...o))} / ${f2(median(o))} | ${f2(Math.min(...p))} / ${f2(median(p))} | ${(Math.min(...o) / Math.min(...p)).toFixed(2)} | ${
