@@ -27,7 +27,6 @@ import {
   symlinkSync,
   writeFileSync,
   writeSync,
-  writevSync,
 } from "node:fs";
 import { dirname, isAbsolute, join, normalize, resolve } from "node:path";
 import { createGzip } from "node:zlib";
@@ -178,59 +177,26 @@ function safeJoin(root: string, name: string): string {
   return join(root, n);
 }
 
-/** Data pieces shorter than this are held and written together with the next ones. */
-const WRITE_MIN = 16 << 10;
-
 /**
  * One file written front to back, each piece (a 32 KiB CopyData message, mostly) as soon as it
  * comes. Not gathered into bigger writes: on the 2 GiB benchmark 1 MiB `writev` batches were
  * slower, not faster. The copy into the page cache is most of a backup's CPU time (61% of perf
- * samples), likely cheaper while the received bytes are still in the CPU's cache. Only short
- * pieces are held back: a message split across two socket reads comes as two pieces, and its
- * short part goes out with its neighbour in one `writev` instead of a syscall of its own. The
- * pieces are views of received chunks, which are never reused (see the client's copyData hook),
- * so holding one until the next write is safe.
+ * samples), likely cheaper while the received bytes are still in the CPU's cache. A message split
+ * across two socket reads is written as its two pieces: holding the short one back to `writev`
+ * it with its neighbour cost Deno more than it saved (Deno 2.9's `writevSync` took 1.7x the CPU
+ * of two `writeSync` calls for the same bytes; equal in Node and Bun).
  */
 class OutFile {
   #fd: number | undefined;
-  #held: Uint8Array[] = [];
-  #heldBytes = 0;
   constructor(path: string, mode: number) {
     this.#fd = openSync(path, "w", mode);
   }
   write(b: Uint8Array): void {
-    if (this.#heldBytes === 0 && b.length >= WRITE_MIN) {
-      this.#writeAll(b, 0);
-      return;
-    }
-    this.#held.push(b);
-    this.#heldBytes += b.length;
-    if (this.#heldBytes >= WRITE_MIN) this.#flush();
-  }
-  #writeAll(b: Uint8Array, from: number): void {
-    for (let w = from; w < b.length;) w += writeSync(this.#fd!, b, w, b.length - w);
-  }
-  #flush(): void {
-    const held = this.#held;
-    this.#held = [];
-    this.#heldBytes = 0;
-    if (held.length === 1) return this.#writeAll(held[0], 0);
-    let done = writevSync(this.#fd!, held);
-    // A short writev (rare on a regular file): the rest one piece at a time.
-    for (const b of held) {
-      if (done < b.length) this.#writeAll(b, done);
-      done = Math.max(0, done - b.length);
-    }
+    for (let w = 0; w < b.length;) w += writeSync(this.#fd!, b, w, b.length - w);
   }
   /** Closes the file, fsyncing it first with `sync`. */
   close(sync: boolean): void {
     const fd = this.#fd!;
-    try {
-      if (this.#heldBytes > 0) this.#flush();
-    } catch (e) {
-      this.abort();
-      throw e;
-    }
     this.#fd = undefined;
     try {
       if (sync) fsyncSync(fd);
@@ -240,8 +206,6 @@ class OutFile {
   }
   /** After a failure: closes the file. */
   abort(): void {
-    this.#held = [];
-    this.#heldBytes = 0;
     if (this.#fd !== undefined) closeSync(this.#fd);
     this.#fd = undefined;
   }
