@@ -14,7 +14,8 @@
  * (`sync: false` against `pg_receivewal --no-sync` / `pg_basebackup --no-sync`), so a slow
  * shared disk can be told apart from the client; `BENCH_NOSYNC=only` measures only that row.
  * `BENCH_ONLY=wal` or `backup` runs one of the two measurements (to keep a run short). Each
- * result line gives the best and the median of the rounds. Where there are two CPUs or more, this
+ * result line gives the best and the median of the rounds; base backup lines also give the CPU
+ * time per MiB of each side (this process; pg_basebackup with its WAL streaming child). Where there are two CPUs or more, this
  * process and the peer's tools run on CPU 0 and the server on CPU 1 (`BENCH_PIN`: bench/_pin.ts).
  * `BENCH_DIR` is where both sides write (default the temporary directory; `/dev/shm` leaves the
  * disk out).
@@ -30,7 +31,7 @@
  * @module
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { psql, startCluster, unavailable } from "../tests/_fixture/cluster.ts";
@@ -85,13 +86,30 @@ function du(path: string): number {
   return readdirSync(path).reduce((n, f) => n + du(join(path, f)), 0);
 }
 
-async function time(fn: () => Promise<unknown>): Promise<number> {
+/**
+ * CPU seconds (user + system) of this process and of its waited-for children, from
+ * /proc/self/stat (clock ticks of 1/100 s, Linux's USER_HZ); [0, 0] where there is no procfs.
+ */
+function cpuTimes(): [self: number, children: number] {
+  try {
+    const f = readFileSync("/proc/self/stat", "utf8").split(") ")[1].split(" ");
+    return [(Number(f[11]) + Number(f[12])) / 100, (Number(f[13]) + Number(f[14])) / 100];
+  } catch {
+    return [0, 0];
+  }
+}
+
+/** Seconds taken by `fn`, and CPU seconds spent meanwhile by this process and by its children. */
+async function time(fn: () => Promise<unknown>): Promise<[seconds: number, cpuSelf: number, cpuChildren: number]> {
   // Write back what the previous run left dirty (with --no-sync: gigabytes), so that the one
   // going second does not pay for the first one's writes.
   await run("sync", []);
+  const c0 = cpuTimes();
   const t0 = performance.now();
   await fn();
-  return (performance.now() - t0) / 1000;
+  const t = (performance.now() - t0) / 1000;
+  const c1 = cpuTimes();
+  return [t, c1[0] - c0[0], c1[1] - c0[1]];
 }
 
 /**
@@ -100,11 +118,11 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
  * the first side's copy kept until the end of the round, the second was up to 2× slower on this
  * VM, on tmpfs too: fresh pages cost more than pages just freed.)
  */
-async function inFreshDir(name: string, fn: (dir: string) => Promise<unknown>): Promise<[seconds: number, mib: number]> {
+async function inFreshDir(name: string, fn: (dir: string) => Promise<unknown>): Promise<[seconds: number, mib: number, cpuSelf: number, cpuChildren: number]> {
   const dir = mkdtempSync(join(OUT_DIR, `bench-${name}-`));
   try {
-    const t = await time(() => fn(dir));
-    return [t, du(dir) / (1 << 20)];
+    const [t, cs, cc] = await time(() => fn(dir));
+    return [t, du(dir) / (1 << 20), cs, cc];
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -181,27 +199,39 @@ if (unavailable(15)) {
     if (ONLY !== "backup") await psql(c, "DROP TABLE w; CHECKPOINT");
 
     // 2. Base backup
-    if (ONLY !== "wal") await preparePgbench(c, pgArgs);
+    if (ONLY !== "wal") {
+      await preparePgbench(c, pgArgs);
+      // One unmeasured backup first: it brings the cluster's files back into the page cache
+      // (other jobs may have evicted them) and has the VM back the memory the copies will use.
+      // Without it the first round's writer (pg_basebackup) ran at a quarter of its speed, at
+      // 3-4x its CPU per MiB, even after the files were read once into /dev/null.
+      await inFreshDir("bb-warmup", (dir) => tool("pg_basebackup", [...pgArgs, "-D", join(dir, "d"), "-Fp", "-X", "none", "-c", "fast", "--no-sync"]));
+    }
     for (const sync of ONLY === "wal" ? [] : SYNCS) {
       let size = 0;
       let sizeB = 0;
       const tsOurs: number[] = [];
       const tsTheirs: number[] = [];
+      const cpuOurs: number[] = [];
+      const cpuTheirs: number[] = [];
       const label = sync ? "fsync on both sides" : "no fsync on either side (--no-sync)";
       for (let round = 0; round < ROUNDS; round++) {
         const ours = () => inFreshDir("bb-ours", (dir) => baseBackup({ connection: conn, connectOptions: { env: {} }, directory: join(dir, "d"), checkpoint: "fast", sync }));
         const theirs = () => inFreshDir("bb-theirs", (dir) => tool("pg_basebackup", [...pgArgs, "-D", join(dir, "d"), "-Fp", "-X", "stream", "-c", "fast", ...(sync ? [] : ["--no-sync"])]));
-        const [[tA, mibA], [tB, mibB]] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
+        const [[tA, mibA, cpuA], [tB, mibB, , cpuB]] = round % 2 ? [await ours(), await theirs()] : [...[await theirs(), await ours()].reverse()];
         size = mibA;
         sizeB = mibB;
         tsOurs.push(tA);
         tsTheirs.push(tB);
-        console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), ${label}, round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s`);
+        cpuOurs.push((cpuA * 1000) / mibA);
+        cpuTheirs.push((cpuB * 1000) / mibB);
+        // CPU: ours is this process (the receiver included), theirs pg_basebackup and its WAL streaming child.
+        console.log(`base backup ${size.toFixed(0)} MiB (theirs ${sizeB.toFixed(0)} MiB), ${label}, round ${round + 1}: ours ${(size / tA).toFixed(0)} MB/s, pg_basebackup ${(sizeB / tB).toFixed(0)} MB/s; CPU ours ${cpuOurs.at(-1)!.toFixed(2)} ms/MiB, pg_basebackup ${cpuTheirs.at(-1)!.toFixed(2)} ms/MiB`);
       }
       const rate = (mib: number, ts: number[], pick: (xs: number[]) => number) => mib / pick(ts);
       const best = (xs: number[]) => Math.min(...xs);
       const [bo, bt, mo, mt] = [rate(size, tsOurs, best), rate(sizeB, tsTheirs, best), rate(size, tsOurs, median), rate(sizeB, tsTheirs, median)];
-      console.log(`RESULT base backup (${runtime}, ${size.toFixed(0)} MiB, ${label}, ${ROUNDS} rounds): best ours ${bo.toFixed(0)} MB/s, pg_basebackup ${bt.toFixed(0)} MB/s, ours/pg_basebackup = ${(bo / bt).toFixed(2)}x; median ours ${mo.toFixed(0)} MB/s, pg_basebackup ${mt.toFixed(0)} MB/s = ${(mo / mt).toFixed(2)}x${bySlot(tsOurs, tsTheirs, size, sizeB)}`);
+      console.log(`RESULT base backup (${runtime}, ${size.toFixed(0)} MiB, ${label}, ${ROUNDS} rounds): best ours ${bo.toFixed(0)} MB/s, pg_basebackup ${bt.toFixed(0)} MB/s, ours/pg_basebackup = ${(bo / bt).toFixed(2)}x; median ours ${mo.toFixed(0)} MB/s, pg_basebackup ${mt.toFixed(0)} MB/s = ${(mo / mt).toFixed(2)}x${bySlot(tsOurs, tsTheirs, size, sizeB)}; CPU median ours ${median(cpuOurs).toFixed(2)} ms/MiB, pg_basebackup ${median(cpuTheirs).toFixed(2)} ms/MiB`);
     }
   } finally {
     await c.stop();

@@ -280,10 +280,16 @@ export interface Frame {
 /** Largest backend message we accept before calling the stream garbage (PostgreSQL caps at 1 GB). */
 export const MAX_MESSAGE = 0x40000000 + 1024;
 
+/** {@link FrameReader.piece} flags: the piece starts its frame's body, ends it (a whole frame: both). */
+export const PIECE_FIRST = 1;
+export const PIECE_LAST = 2;
+const PIECE_WHOLE = PIECE_FIRST | PIECE_LAST;
+
 /**
  * Splits a byte stream into backend frames. `push()` chunks as they arrive, then call `next()`
  * until it returns undefined. A frame inside one chunk is a view (no copy); one spanning chunks
- * is joined once. Views are valid until the next `push()`.
+ * is joined once, unless its type is {@link pieceType}: then its body comes as pieces, views of
+ * each chunk's part (see {@link piece}). Views are valid until the next `push()`.
  */
 export class FrameReader {
   #chunk: Uint8Array = new Uint8Array(0);
@@ -292,6 +298,23 @@ export class FrameReader {
   #partial: Uint8Array[] = [];
   #partialLen = 0;
   #need = 0; // total bytes of the partial frame (header included), 0 = header unknown
+  // A frame of pieceType being handed on in pieces: its body bytes still to come, its type, and
+  // whether no piece of it has been handed on yet.
+  #rest = 0;
+  #restType = 0;
+  #restFirst = false;
+
+  /**
+   * The type code of frames whose body, when it spans chunks, is handed on in pieces instead of
+   * being joined (0: none). Read when such a frame is found; may change between frames.
+   */
+  pieceType = 0;
+  /**
+   * After {@link advance}: which part of its frame's body `bytes[start, end)` is, as
+   * {@link PIECE_FIRST} | {@link PIECE_LAST} flags (both for a whole frame). Pieces are never
+   * empty; a frame whose body ends one piece starts only after it (pieces of frames never mix).
+   */
+  piece = PIECE_WHOLE;
 
   /** Adds received bytes. Call only after `next()` returned undefined (all frames taken). */
   push(chunk: Uint8Array): void {
@@ -307,7 +330,7 @@ export class FrameReader {
 
   /** True when no bytes are waiting (the stream is between frames). */
   get idle(): boolean {
-    return this.#partialLen === 0 && this.#pos >= this.#chunk.length;
+    return this.#partialLen === 0 && this.#rest === 0 && this.#pos >= this.#chunk.length;
   }
 
   #fill(): void {
@@ -323,6 +346,15 @@ export class FrameReader {
       this.#partial = [head];
       const len = new DataView(head.buffer, head.byteOffset, 5).getInt32(1);
       this.#check(head[0], len);
+      if (head[0] === this.pieceType && len > 4) {
+        // The header was split; its body goes on in pieces (from this chunk on), nothing joined.
+        this.#partial = [];
+        this.#partialLen = 0;
+        this.#rest = len - 4;
+        this.#restType = head[0];
+        this.#restFirst = true;
+        return;
+      }
       this.#need = len + 1;
     }
     const take = Math.min(this.#need - this.#partialLen, this.#chunk.length - this.#pos);
@@ -355,6 +387,7 @@ export class FrameReader {
     if (this.#partialLen > 0) {
       if (this.#need === 0 || this.#partialLen < this.#need) {
         if (this.#pos < this.#chunk.length) this.#fill();
+        if (this.#rest > 0) return this.#nextPiece();
         if (this.#need === 0 || this.#partialLen < this.#need) return false;
       }
       const whole = join(this.#partial, this.#partialLen);
@@ -365,8 +398,10 @@ export class FrameReader {
       this.bytes = whole;
       this.start = 5;
       this.end = whole.length;
+      this.piece = PIECE_WHOLE;
       return true;
     }
+    if (this.#rest > 0) return this.#nextPiece();
     const c = this.#chunk;
     const p = this.#pos;
     if (c.length - p < 5) {
@@ -380,6 +415,14 @@ export class FrameReader {
     const len = (c[p + 1] << 24) | (c[p + 2] << 16) | (c[p + 3] << 8) | c[p + 4];
     this.#check(c[p], len);
     if (c.length - p < len + 1) {
+      if (c[p] === this.pieceType) {
+        // Spans chunks: its body goes on in pieces, this chunk's part first.
+        this.#rest = len - 4;
+        this.#restType = c[p];
+        this.#restFirst = true;
+        this.#pos = p + 5;
+        return this.#nextPiece();
+      }
       this.#partial.push(c.subarray(p));
       this.#partialLen = c.length - p;
       this.#need = len + 1;
@@ -391,6 +434,23 @@ export class FrameReader {
     this.bytes = c;
     this.start = p + 5;
     this.end = p + 1 + len;
+    this.piece = PIECE_WHOLE;
+    return true;
+  }
+
+  /** The next piece of a frame handed on in pieces: false when this chunk holds none of it. */
+  #nextPiece(): boolean {
+    const p = this.#pos;
+    const n = Math.min(this.#rest, this.#chunk.length - p);
+    if (n === 0) return false;
+    this.#rest -= n;
+    this.#pos = p + n;
+    this.type = this.#restType;
+    this.bytes = this.#chunk;
+    this.start = p;
+    this.end = p + n;
+    this.piece = (this.#restFirst ? PIECE_FIRST : 0) | (this.#rest === 0 ? PIECE_LAST : 0);
+    this.#restFirst = false;
     return true;
   }
 

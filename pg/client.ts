@@ -35,6 +35,8 @@ import {
   type Frame,
   FrameReader,
   parseCommandComplete,
+  PIECE_FIRST,
+  PIECE_LAST,
   parseFields,
   parseParameterDescription,
   parseRowDescription,
@@ -179,6 +181,12 @@ interface Handler {
    * overwritten (COPY TO compacts payloads in place); never on a caller's socket.
    */
   copyData?(bytes: Uint8Array, start: number, end: number): void;
+  /**
+   * Opt-in instead of {@link copyData}: CopyData payloads in pieces as they arrive, a message
+   * spanning received chunks not joined. `piece` holds `PIECE_FIRST` when the piece starts its
+   * message and `PIECE_LAST` when it ends it (both: a whole message). Views as in copyData.
+   */
+  copyDataPiece?(bytes: Uint8Array, start: number, end: number, piece: number): void;
   /** Every complete frame of the received chunk has been handed over (a batch may be flushed). */
   chunkEnd?(): void;
   /** ReadyForQuery: the request is complete. */
@@ -943,11 +951,14 @@ class CopyBothHandler implements Handler {
   readonly batches: Flow<CopyDataBatch> | undefined;
   #batch: CopyDataBatch | undefined;
   #batchBytes = 0;
-  constructor(client: Client, types: TypeRegistry, hwm: number, batched = false) {
+  /** With `pieces`: the payloads in pieces (see {@link CopyDataBatch.continued}). */
+  copyDataPiece: ((bytes: Uint8Array, start: number, end: number, piece: number) => void) | undefined;
+  constructor(client: Client, types: TypeRegistry, hwm: number, batched = false, pieces = false) {
     this.#client = client;
     this.#sets = new QueryHandler<Row>(client, types, false);
     this.flow = new Flow(client, hwm);
     if (batched) this.batches = new Flow(client, hwm);
+    if (pieces) this.copyDataPiece = this.#piece;
     this.started = new Promise((r) => (this.#start = r));
     this.done = new Promise((a, b) => {
       this.#resolve = a;
@@ -968,6 +979,15 @@ class CopyBothHandler implements Handler {
     b.offsets.push(start, end);
     this.#batchBytes += end - start;
   }
+  // Bulk streams (BASE_BACKUP's 32 KiB messages in 64 KiB reads): a message spanning two chunks
+  // is handed on as its two parts instead of being joined (a copy into fresh memory).
+  #piece = (bytes: Uint8Array, start: number, end: number, piece: number): void => {
+    const b = this.#batch ??= { bytes: [], offsets: [], continued: (piece & PIECE_FIRST) === 0, unfinished: false };
+    b.bytes.push(bytes);
+    b.offsets.push(start, end);
+    b.unfinished = (piece & PIECE_LAST) === 0;
+    this.#batchBytes += end - start;
+  };
   chunkEnd(): void {
     const b = this.#batch;
     if (b === undefined) return;
@@ -1221,6 +1241,7 @@ export class Client extends EventEmitter {
   #onData(chunk: Uint8Array): void {
     try {
       const r = this.#reader;
+      r.pieceType = this.#pieceType();
       r.push(chunk);
       while (r.advance()) {
         const t = r.type;
@@ -1231,18 +1252,27 @@ export class Client extends EventEmitter {
               h.row(r.bytes, r.start, r.end);
               continue;
             }
+          } else if (h?.copyDataPiece) {
+            h.copyDataPiece(r.bytes, r.start, r.end, r.piece);
+            continue;
           } else if (h?.copyData) {
             h.copyData(r.bytes, r.start, r.end);
             continue;
           }
         }
         this.#dispatch({ type: t, body: r.bytes.subarray(r.start, r.end) });
+        r.pieceType = this.#pieceType(); // the request at the head may have changed
       }
       this.#queue[this.#qhead]?.chunkEnd?.();
     } catch (e) {
       this.#teardown(e instanceof Error ? e : new ProtocolError(String(e)));
       this.#socket.destroy();
     }
+  }
+
+  /** CopyData frames are cut into pieces only for a request that asked for them. */
+  #pieceType(): number {
+    return !this.#startup && this.#queue[this.#qhead]?.copyDataPiece ? T.copyData : 0;
   }
 
   #dispatch(f: Frame): void {
@@ -1687,11 +1717,15 @@ export class Client extends EventEmitter {
    * in `done` once the command completed. While it runs, other requests on
    * this connection wait (the server reads only copy messages until the copy ends).
    * With `batched: true`, read the payloads with {@link CopyBoth.batches} instead (one
-   * {@link CopyDataBatch} per received chunk; `highWaterMark` then counts batches).
+   * {@link CopyDataBatch} per received chunk; `highWaterMark` then counts batches). With
+   * `pieces: true` as well, a message that spans received chunks comes in pieces, one per
+   * chunk, instead of joined ({@link CopyDataBatch.continued}): for bulk consumers that take
+   * their bytes in any split (a base backup's archives).
    */
-  copyBoth(sql: string, options: { highWaterMark?: number; batched?: boolean } = {}): CopyBoth {
+  copyBoth(sql: string, options: { highWaterMark?: number; batched?: boolean; pieces?: boolean } = {}): CopyBoth {
     if (typeof sql !== "string") throw new TypeError("copyBoth() needs the command text as a string");
-    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256, options.batched === true);
+    if (options.pieces === true && options.batched !== true) throw new TypeError("copyBoth() option pieces: true needs batched: true");
+    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256, options.batched === true, options.pieces === true);
     const q = writeQuery(new Writer(16 + sql.length), sql).take();
     if (this.#closed) {
       this.#enqueue(h, q); // fails it
@@ -1946,10 +1980,17 @@ export class PreparedStatement {
  * The CopyData payloads of one received chunk ({@link CopyBoth.batches}): message `i` is
  * `bytes[i]` from `offsets[2 * i]` to `offsets[2 * i + 1]`. The arrays hold views of received
  * chunks, which are never reused: they stay valid as long as the batch is kept.
+ *
+ * With `copyBoth(sql, { batched: true, pieces: true })` the first and the last entry may be
+ * parts of messages: a message spanning chunks comes as one non-empty piece per chunk, in order.
  */
 export interface CopyDataBatch {
   bytes: Uint8Array[];
   offsets: number[];
+  /** With `pieces`: entry 0 continues the message the previous batch left unfinished. */
+  continued?: boolean;
+  /** With `pieces`: the last entry's message goes on in the next batch. */
+  unfinished?: boolean;
 }
 
 /**

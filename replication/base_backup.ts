@@ -181,7 +181,10 @@ function safeJoin(root: string, name: string): string {
  * One file written front to back, each piece (a 32 KiB CopyData message, mostly) as soon as it
  * comes. Not gathered into bigger writes: on the 2 GiB benchmark 1 MiB `writev` batches were
  * slower, not faster. The copy into the page cache is most of a backup's CPU time (61% of perf
- * samples), likely cheaper while the received bytes are still in the CPU's cache.
+ * samples), likely cheaper while the received bytes are still in the CPU's cache. A message split
+ * across two socket reads is written as its two pieces: holding the short one back to `writev`
+ * it with its neighbour cost Deno more than it saved (Deno 2.9's `writevSync` took 1.7x the CPU
+ * of two `writeSync` calls for the same bytes; equal in Node and Bun).
  */
 class OutFile {
   #fd: number | undefined;
@@ -652,7 +655,9 @@ async function run(o: BaseBackupOptions, plan: Plan): Promise<BaseBackupResult> 
   o.signal?.addEventListener("abort", onAbort, { once: true });
   try {
     o.signal?.throwIfAborted();
-    const copy = client.copyBoth(sql);
+    // In pieces: the archives' 32 KiB messages straddle the 64 KiB socket reads, and joining each
+    // straddling one would copy half the backup into fresh memory once more.
+    const copy = client.copyBoth(sql, { batched: true, pieces: true });
     // The start position and the tablespaces come before the archives (FACTS §3).
     const before = await copy.before();
     const startRow = before[0]?.rows[0] as Record<string, unknown> | undefined;
@@ -726,64 +731,84 @@ async function run(o: BaseBackupOptions, plan: Plan): Promise<BaseBackupResult> 
       extractor = undefined;
       tarSink = undefined;
     };
+    // d: archive (or manifest) bytes, any part of a message (the tar reader takes any split).
+    const data = (b: Uint8Array): void | Promise<void> => {
+      if (manifestParts) manifestParts.push(b.slice());
+      else if (manifestFile) manifestFile.write(b);
+      else {
+        bytes += b.length;
+        if (reader) reader.push(b);
+        else if (tarSink) return tarSink.push(b);
+        else throw new ReplicationError("archive data arrived before any archive started");
+      }
+    };
+    // The other messages, whole.
+    const message = async (msg: Uint8Array): Promise<void> => {
+      switch (msg[0]) {
+        case 0x6e: { // n: new archive (name, tablespace location)
+          await endArchive();
+          const [name, p] = cstrAt(msg, 1);
+          const [location] = cstrAt(msg, p);
+          archiveName = name;
+          if (!/^[A-Za-z0-9_.-]+\.tar$/.test(name)) throw new ReplicationError(`the server named an archive ${JSON.stringify(name)}`);
+          if (format === "tar") {
+            tarSink = new TarOut(await emitter(name.slice(0, -4) + tarExt, compression));
+            if (location === "") mainTar = tarSink;
+          } else {
+            let dir = root;
+            if (location !== "") {
+              dir = mapping.get(normalize(location)) ?? location;
+              if (!isEmptyDir(dir)) throw new ReplicationError(`tablespace directory "${dir}" exists and is not empty (map it elsewhere with tablespaceMapping)`);
+              written.claim(dir, "tablespace directory");
+              dirs.push(dir);
+            }
+            extractor = new Extractor(dir, sync, (member, target) =>
+              member.startsWith("pg_tblspc/") ? mapping.get(normalize(target)) ?? target : target);
+            reader = new TarReader(extractor);
+          }
+          break;
+        }
+        case 0x70: { // p: progress, Int64 bytes done
+          const done = Number(new DataView(msg.buffer, msg.byteOffset, msg.byteLength).getBigInt64(1));
+          o.onProgress?.({ bytes: done, archive: archiveName, total });
+          break;
+        }
+        case 0x6d: // m: the manifest follows
+          await endArchive();
+          if (o.manifest !== false) {
+            if (o.tarOutput) manifestParts = [];
+            else manifestFile = new OutFile(join(root, `${MANIFEST}.tmp`), 0o600);
+          }
+          break;
+        default:
+          throw new ReplicationError(`unexpected message '${String.fromCharCode(msg[0])}' in the BASE_BACKUP stream`);
+      }
+    };
     try {
-      for await (const msg of copy) {
-        switch (msg[0]) {
-          case 0x64: { // d: archive (or manifest) bytes
-            const b = msg.subarray(1);
-            if (manifestParts) {
-              manifestParts.push(b.slice());
-              break;
-            }
-            if (manifestFile) {
-              manifestFile.write(b);
-              break;
-            }
-            bytes += b.length;
-            if (reader) reader.push(b);
-            else if (tarSink) {
-              const wait = tarSink.push(b);
-              if (wait) await wait;
-            } else throw new ReplicationError("archive data arrived before any archive started");
-            break;
+      let kind = 0; // the type of the message whose pieces are arriving
+      let parts: Uint8Array[] | undefined; // a split message other than d, copied until whole
+      for await (const batch of copy.batches()) {
+        const { bytes: chunks, offsets } = batch;
+        const last = chunks.length - 1;
+        for (let i = 0; i <= last; i++) {
+          const chunk = chunks[i];
+          let start = offsets[2 * i];
+          const end = offsets[2 * i + 1];
+          if (i > 0 || batch.continued !== true) {
+            if (start === end) throw new ReplicationError("empty message in the BASE_BACKUP stream");
+            kind = chunk[start];
+            if (kind === 0x64) start++;
           }
-          case 0x6e: { // n: new archive (name, tablespace location)
-            await endArchive();
-            const [name, p] = cstrAt(msg, 1);
-            const [location] = cstrAt(msg, p);
-            archiveName = name;
-            if (!/^[A-Za-z0-9_.-]+\.tar$/.test(name)) throw new ReplicationError(`the server named an archive ${JSON.stringify(name)}`);
-            if (format === "tar") {
-              tarSink = new TarOut(await emitter(name.slice(0, -4) + tarExt, compression));
-              if (location === "") mainTar = tarSink;
-            } else {
-              let dir = root;
-              if (location !== "") {
-                dir = mapping.get(normalize(location)) ?? location;
-                if (!isEmptyDir(dir)) throw new ReplicationError(`tablespace directory "${dir}" exists and is not empty (map it elsewhere with tablespaceMapping)`);
-                written.claim(dir, "tablespace directory");
-                dirs.push(dir);
-              }
-              extractor = new Extractor(dir, sync, (member, target) =>
-                member.startsWith("pg_tblspc/") ? mapping.get(normalize(target)) ?? target : target);
-              reader = new TarReader(extractor);
-            }
-            break;
-          }
-          case 0x70: { // p: progress, Int64 bytes done
-            const done = Number(new DataView(msg.buffer, msg.byteOffset, msg.byteLength).getBigInt64(1));
-            o.onProgress?.({ bytes: done, archive: archiveName, total });
-            break;
-          }
-          case 0x6d: // m: the manifest follows
-            await endArchive();
-            if (o.manifest !== false) {
-              if (o.tarOutput) manifestParts = [];
-              else manifestFile = new OutFile(join(root, `${MANIFEST}.tmp`), 0o600);
-            }
-            break;
-          default:
-            throw new ReplicationError(`unexpected message '${String.fromCharCode(msg[0])}' in the BASE_BACKUP stream`);
+          if (kind === 0x64) {
+            const wait = data(chunk.subarray(start, end));
+            if (wait) await wait;
+          } else if (i === last && batch.unfinished === true) (parts ??= []).push(chunk.slice(start, end));
+          else if (parts) {
+            parts.push(chunk.subarray(start, end));
+            const whole = concat(parts);
+            parts = undefined;
+            await message(whole);
+          } else await message(chunk.subarray(start, end));
         }
       }
       await endArchive();

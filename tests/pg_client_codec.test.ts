@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, unavailable } from "./_fixture/cluster.ts";
-import { cancelRequest, FrameReader, SSL_REQUEST, startupMessage, SYNC, type WireParam, writeBind, Writer, writeParse } from "../pg/_codec.ts";
+import { cancelRequest, FrameReader, PIECE_FIRST, PIECE_LAST, SSL_REQUEST, startupMessage, SYNC, type WireParam, writeBind, Writer, writeParse } from "../pg/_codec.ts";
 import { md5Password, saslprep, ScramClient, ScramError, serverEndPointHash } from "../pg/_scram.ts";
 import { AuthError, parseAuthPolicy } from "../pg/_auth.ts";
 import { planTls, TlsError } from "../pg/_tls.ts";
@@ -45,6 +45,72 @@ test("FrameReader yields the same frames however the stream is split (every offs
     }
   }
   assert.deepEqual(collect(Array.from(stream, (b) => Uint8Array.of(b))), expect);
+});
+
+test("FrameReader with pieceType hands CopyData bodies spanning chunks on in pieces that join to the whole-message frames (every split)", () => {
+  const payload = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
+  const stream = Uint8Array.from([
+    ...frame("d", payload(9, 1)),
+    ...frame("Z", [0x49]),
+    ...frame("d", payload(40, 2)),
+    ...frame("d", []),
+    ...frame("d", payload(1, 3)),
+    ...frame("C", [...enc.encode("COPY 3"), 0]),
+    ...frame("d", payload(23, 4)),
+  ]);
+  // The oracle: the same stream read whole, in one chunk, without pieces.
+  const oracle = new FrameReader();
+  oracle.push(stream);
+  const expect: string[][] = [];
+  for (let f; (f = oracle.next());) expect.push([String.fromCharCode(f.type), Buffer.from(f.body).toString("hex")]);
+  assert.equal(expect.length, 7);
+  const collect = (parts: Uint8Array[]) => {
+    const r = new FrameReader();
+    r.pieceType = 0x64;
+    const out: string[][] = [];
+    let open: number[] | undefined; // the body of a CopyData arriving in pieces
+    let pieces = 0;
+    for (const p of parts) {
+      r.push(p);
+      while (r.advance()) {
+        const first = (r.piece & PIECE_FIRST) !== 0;
+        const last = (r.piece & PIECE_LAST) !== 0;
+        if (first && last) {
+          assert.equal(open, undefined, "a whole frame arrived inside a frame in pieces");
+          out.push([String.fromCharCode(r.type), Buffer.from(r.bytes.subarray(r.start, r.end)).toString("hex")]);
+          continue;
+        }
+        pieces++;
+        assert.equal(r.type, 0x64, "only CopyData is cut");
+        assert.ok(r.end > r.start, "pieces are never empty");
+        assert.equal(r.bytes, p, "a piece is a view of the chunk just pushed, not a copy");
+        assert.equal(first, open === undefined, "PIECE_FIRST exactly on a frame's first piece");
+        open = [...(open ?? []), ...r.bytes.subarray(r.start, r.end)];
+        if (last) {
+          out.push(["d", Buffer.from(open).toString("hex")]);
+          open = undefined;
+        }
+      }
+    }
+    assert.equal(open, undefined);
+    assert.equal(r.idle, true);
+    return { out, pieces };
+  };
+  let cut = 0;
+  for (let i = 0; i <= stream.length; i++) {
+    for (let j = i; j <= stream.length; j++) {
+      const { out, pieces } = collect([stream.subarray(0, i), stream.subarray(i, j), stream.subarray(j)]);
+      assert.deepEqual(out, expect, `split at ${i}/${j}`);
+      cut += pieces;
+    }
+  }
+  assert.ok(cut > 0, "some splits produced pieces");
+  // One byte per chunk: every body of 2 bytes or more spans 3+ chunks.
+  const bytewise = collect(Array.from(stream, (b) => Uint8Array.of(b)));
+  assert.deepEqual(bytewise.out, expect);
+  assert.equal(bytewise.pieces, 9 + 40 + 23); // a 1-byte body comes as one piece, first and last: whole
+  // Every message in one chunk: nothing is cut.
+  assert.deepEqual(collect([stream]), { out: expect, pieces: 0 });
 });
 
 test("FrameReader rejects bytes that are not the PostgreSQL protocol", () => {

@@ -25,7 +25,7 @@ import {
   VERSIONS,
 } from "./_fixture/cluster.ts";
 import { runtime } from "./_fixture/runtime.ts";
-import type { ConnectOptions } from "../pg/mod.ts";
+import { type ConnectOptions, netSocketFactory, type SocketFactory } from "../pg/mod.ts";
 import { parseLsn } from "../replication/_pgoutput.ts";
 import { segmentNameOf } from "../replication/_wal_segment.ts";
 import { baseBackup } from "../replication/base_backup.ts";
@@ -151,6 +151,45 @@ for (const v of VERSIONS) {
       }
     });
   }
+
+  test(`baseBackup() PG${v}: over a socket that hands the stream on in small uneven chunks (message headers, archive headers and messages split), plain and tar backups verify`, { skip: unavailable(v) }, async () => {
+    const c = await smallCluster(v);
+    // A real socket whose data events are re-cut: the copy's messages then arrive in pieces of
+    // 1 byte to 32 KiB + 5, so every kind of message (n, d, p, m) is split somewhere.
+    const sizes = [1, 2, 3, 4, 5, 7, 100, 511, 512, 513, 4099, 32773];
+    let k = 0;
+    let chunks = 0;
+    const factory: SocketFactory = async (t, o) => {
+      const s = await netSocketFactory(t, o);
+      const emit = s.emit.bind(s) as (event: string | symbol, ...args: unknown[]) => boolean;
+      s.emit = ((event: string | symbol, ...args: unknown[]) => {
+        if (event !== "data") return emit(event, ...args);
+        const b = args[0] as Uint8Array;
+        for (let p = 0; p < b.length;) {
+          const n = sizes[k++ % sizes.length];
+          emit("data", b.subarray(p, p + n));
+          chunks++;
+          p += n;
+        }
+        return true;
+      }) as typeof s.emit;
+      return s;
+    };
+    const connection = `host=${c.socketDir} port=${c.port} user=postgres`;
+    const connectOptions: ConnectOptions = { env: {}, homeDir: home, socketFactory: factory };
+    const manifestChecksums = v === 15 ? "CRC32C" : "SHA256";
+    const plain = join(mkdtempSync(join(tmpdir(), "pg-rdma-bbcut-")), "data");
+    await baseBackup({ connection, connectOptions, directory: plain, checkpoint: "fast", manifestChecksums });
+    await verify(v, plain);
+    const dir = join(mkdtempSync(join(tmpdir(), "pg-rdma-bbcut-")), "out");
+    await baseBackup({ connection, connectOptions, directory: dir, format: "tar", wal: "fetch", checkpoint: "fast", manifestChecksums });
+    const x = join(dir, "x");
+    mkdirSync(x);
+    await run("tar", ["-xf", join(dir, "base.tar"), "-C", x]);
+    writeFileSync(join(x, "backup_manifest"), readFileSync(join(dir, "backup_manifest")));
+    await verify(v, x);
+    assert.ok(chunks > 10_000, `the stream was re-cut (${chunks} chunks)`);
+  });
 
   test(`baseBackup() PG${v}: tar format with fetched WAL holds the WAL, the manifest and the recovery settings`, { skip: unavailable(v) }, async () => {
     const c = await smallCluster(v);
