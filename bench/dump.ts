@@ -18,7 +18,8 @@
  * number); best and median are printed, with the CPU seconds of our process and of the peer's
  * processes. Before them, `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both
  * sides once: the first dumps after the database is copied in pay up to twice the system time.
- * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`).
+ * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`; `narrow` and `wides`
+ * split the plain case into the 200 narrow tables and the 4 wide ones).
  *
  * Pinning (bench/_pin.ts, `BENCH_PIN`, default `0:1`) where it is fair to both sides: the cases
  * with one connection (plain, one table) run this process and the peer's tool on one CPU, the
@@ -178,6 +179,18 @@ if (CASES.has("plain")) {
     pinned: true,
     ours: () => dump(conninfo, { ...opts, file: out("ours.sql"), dataOnly: true }),
     peer: `${bin}/pg_dump ${pg} --data-only -f ${out("pgdump.sql")} ${db}`,
+    clean: () => (fresh("ours.sql"), fresh("pgdump.sql")),
+  });
+}
+// The plain case split in two (not in the default set): the 200 narrow tables (short rows: the
+// per-row and per-table costs) and the 4 wide ones (bytes), each against pg_dump with -t.
+for (const [key, pattern] of [["narrow", "narrow_*"], ["wides", "wide_*"]] as const) {
+  if (!CASES.has(key)) continue;
+  cases.push({
+    name: `plain, 1 job, tables ${pattern} (pg_dump --data-only -t '${pattern}' -f)`,
+    pinned: true,
+    ours: () => dump(conninfo, { ...opts, file: out("ours.sql"), dataOnly: true, tables: [pattern] }),
+    peer: `${bin}/pg_dump ${pg} --data-only -t '${pattern}' -f ${out("pgdump.sql")} ${db}`,
     clean: () => (fresh("ours.sql"), fresh("pgdump.sql")),
   });
 }
