@@ -102,10 +102,11 @@ export interface ClientOptions {
   onNotice?: (notice: Notice) => void;
   /**
    * Keep each query's SQL prepared on the server (named statements, up to 500, least recently
-   * created evicted) so repeated queries skip parsing and planning; per-query
+   * created evicted) so repeated queries skip parsing and planning, and send only Bind, Execute
+   * and Sync (the result columns are described once, with the Parse); per-query
    * `QueryOptions.prepare` overrides. Default false, as in libpq: named statements break
-   * transaction-pooling proxies, and `SELECT *` statements fail with 0A000 "cached plan must not
-   * change result type" after the table changes.
+   * transaction-pooling proxies, and a `SELECT *` statement fails once with 0A000 "cached plan
+   * must not change result type" after its table changes (it is then prepared afresh).
    */
   prepare?: boolean;
   /** Called for every NotificationResponse (also emitted as the `notification` event). */
