@@ -983,11 +983,9 @@ class CopyBothHandler implements Handler {
   // Bulk streams (BASE_BACKUP's 32 KiB messages in 64 KiB reads): a message spanning two chunks
   // is handed on as its two parts instead of being joined (a copy into fresh memory).
   #piece = (bytes: Uint8Array, start: number, end: number, piece: number): void => {
-    const b = this.#batch ??= { bytes: [], offsets: [], continued: (piece & PIECE_FIRST) === 0, unfinished: false };
-    b.bytes.push(bytes);
-    b.offsets.push(start, end);
-    b.unfinished = (piece & PIECE_LAST) === 0;
-    this.#batchBytes += end - start;
+    this.#batch ??= { bytes: [], offsets: [], continued: (piece & PIECE_FIRST) === 0, unfinished: false };
+    this.copyData(bytes, start, end); // appended to that batch (pieces implies batched)
+    this.#batch.unfinished = (piece & PIECE_LAST) === 0;
   };
   chunkEnd(): void {
     const b = this.#batch;
@@ -1544,16 +1542,17 @@ export class Client extends EventEmitter {
     const w = this.#w;
     const types = options.types ?? [];
     let cached: CachedStatement | undefined;
-    let fresh: string | undefined;
-    const key = types.length ? `${sql}\0${types.join(",")}` : sql;
+    let key = ""; // of the statement cache, with prepare
+    let fresh = false; // the statement is parsed by this call
     try {
       if (options.prepare ?? this.#prepare) {
+        key = types.length ? `${sql}\0${types.join(",")}` : sql;
         cached = this.#stmtCache.get(key);
         if (!cached) {
           // Parse and Describe the statement once; later executions send only Bind and Execute
           // (the server refuses to run a cached plan whose result columns changed: 0A000).
           cached = { name: `pgrdma_q${++this.#stmtCounter}` };
-          fresh = key;
+          fresh = true;
           this.#stmtCache.set(key, cached);
           writeParse(w, cached.name, sql, types);
           writeDescribe(w, "S", cached.name);
@@ -1573,7 +1572,7 @@ export class Client extends EventEmitter {
       w.bytes(SYNC);
     } catch (e) {
       w.take(); // drop what was half written (a NUL in the text, a bad parameter)
-      if (fresh !== undefined) this.#stmtCache.delete(fresh);
+      if (fresh) this.#stmtCache.delete(key);
       throw e;
     }
     const qh = new QueryHandler<R>(this, this.#types, options.rowMode === "array", true);
@@ -1583,11 +1582,11 @@ export class Client extends EventEmitter {
       return await h.last;
     } catch (e) {
       // The statement never came to exist: forget it, so the next call parses again.
-      if (fresh !== undefined && !h.parsed && this.#stmtCache.get(fresh) === cached) this.#stmtCache.delete(fresh);
+      if (fresh && !h.parsed && this.#stmtCache.get(key) === cached) this.#stmtCache.delete(key);
       // A cached statement whose result columns changed (ALTER TABLE, ...) fails with 0A000
       // ("cached plan must not change result type") every time: drop it, prepare afresh next
       // time (another 0A000 is as harmless: the next call just parses again).
-      if (cached && fresh === undefined && (e as PostgresError).code === "0A000" && this.#stmtCache.get(key) === cached) {
+      if (cached && !fresh && (e as PostgresError).code === "0A000" && this.#stmtCache.get(key) === cached) {
         this.#stmtCache.delete(key);
         this._closeStatement(cached.name).catch(() => {});
       }
