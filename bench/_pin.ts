@@ -35,14 +35,28 @@ function taskset(args: string[]): void {
   if (r.status !== 0) throw new Error(`taskset ${args.join(" ")} failed: ${r.stderr || r.error?.message}`);
 }
 
+// Every CPU, read when the module loads: once this process is pinned to one CPU,
+// availableParallelism() says there is one.
+const EVERY_CPU = `0-${availableParallelism() - 1}`;
+
+/** This process (all its threads) on `client`, the server's postmaster and its children on `server` (taskset CPU lists). */
+function place(client: string, server: string, postmasterPid: number): void {
+  taskset(["-a", "-p", "-c", client, String(process.pid)]);
+  const kids = spawnSync("pgrep", ["-P", String(postmasterPid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
+  for (const pid of [String(postmasterPid), ...kids]) taskset(["-a", "-p", "-c", server, pid]);
+}
+
 /**
  * Pins this process (all its threads) to `pin.client`, and the server whose postmaster is
  * `postmasterPid` (with the children it has now; later ones inherit its CPU) to `pin.server`.
  */
 export function applyPin(pin: Pin, postmasterPid: number): void {
-  taskset(["-a", "-p", "-c", String(pin.client), String(process.pid)]);
-  const kids = spawnSync("pgrep", ["-P", String(postmasterPid)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
-  for (const pid of [String(postmasterPid), ...kids]) taskset(["-a", "-p", "-c", String(pin.server), pid]);
+  place(String(pin.client), String(pin.server), postmasterPid);
+}
+
+/** Undoes {@link applyPin}: this process and the server may run on every CPU again. */
+export function releasePin(postmasterPid: number): void {
+  place(EVERY_CPU, EVERY_CPU, postmasterPid);
 }
 
 /** The parent of a process (a backend's parent is the postmaster), from /proc. */

@@ -35,9 +35,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { availableParallelism } from "node:os";
 import { dump } from "../dump/mod.ts";
-import { applyPin, describePin, parentPid, pinFromEnv } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv, releasePin } from "./_pin.ts";
 import { type ClusterInfo, type OwnedCluster, type OwnedServer, psql, psqlPath, serverBaseDir, startCluster, startServer, unavailable } from "../tests/_fixture/cluster.ts";
 
 const why = unavailable(15);
@@ -86,14 +85,11 @@ const db = DB;
 const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
 const PIN = pinFromEnv();
 const postmaster = parentPid(Number((await psql(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).trim()));
-// Read before anything is pinned: a process pinned to one CPU is told it has one.
-const EVERY_CPU = `0-${availableParallelism() - 1}`;
 /** Pins the two sides (the one-connection cases), or lets every process run on any CPU again. */
 function place(pinned: boolean): void {
   if (!PIN) return;
-  if (pinned) return applyPin(PIN, postmaster);
-  const kids = spawnSync("pgrep", ["-P", String(postmaster)], { encoding: "utf8" }).stdout.split("\n").filter(Boolean);
-  for (const pid of [String(process.pid), String(postmaster), ...kids]) cp(["-a", "-p", "-c", EVERY_CPU, pid], "taskset");
+  if (pinned) applyPin(PIN, postmaster);
+  else releasePin(postmaster);
 }
 
 function cp(args: string[], cmd = "cp"): void {
@@ -138,8 +134,8 @@ interface Run {
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
 function timePeer(cmd: string, pinned: boolean): Run {
   const t = performance.now();
-  const [run, args] = PIN && pinned ? ["taskset", ["-c", String(PIN.client), "sh"]] : ["sh", []];
-  const r = spawnSync(run, [...args, "-c", `${cmd} && times`], { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+  const [run, args] = onClientCpu(pinned ? PIN : undefined, "sh", ["-c", `${cmd} && times`]);
+  const r = spawnSync(run, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
   const ms = performance.now() - t;
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr}`);
   // `times`: the shell's user and system time, then its children's ("0m1.234s 0m0.567s").
