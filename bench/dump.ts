@@ -16,8 +16,10 @@
  * `DUMP_BENCH_ROUNDS` (default 2) rounds per case, ours first in even rounds and the peer first
  * in odd ones (on this VM whichever writes first in a round runs up to 1.5-2× faster: use an even
  * number); best and median are printed, with the CPU seconds of our process and of the peer's
- * processes. Before them, `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both
- * sides once: the first dumps after the database is copied in pay up to twice the system time.
+ * processes, and the server's: the CPU of the backends that served each run (the postmaster's
+ * reaped children), since a one-job dump is bound by its backend. Before them,
+ * `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both sides once: the first dumps
+ * after the database is copied in pay up to twice the system time.
  * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`; `narrow` and `wides`
  * split the plain case into the 200 narrow tables and the 4 wide ones).
  *
@@ -32,7 +34,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump } from "../dump/mod.ts";
@@ -129,10 +131,38 @@ interface Run {
   cpu: number;
   /** Of which in the kernel (system time). */
   sys: number;
+  /** CPU seconds of the server's backends that served the run (see {@link serverCpu}). */
+  server: number;
+}
+
+// /proc/<pid>/stat after the command name: field 4 (ppid) is index 1, cutime and cstime
+// (fields 16 and 17, in clock ticks of 1/100 s on Linux) are 13 and 14.
+const statFields = (pid: string) => {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined; // gone meanwhile
+  }
+};
+const backends = () => readdirSync("/proc").filter((d) => /^\d+$/.test(d) && statFields(d)?.[1] === String(postmaster)).length;
+const IDLE_BACKENDS = backends();
+/**
+ * The CPU (user + system s) of the postmaster's reaped children: a backend's time is added when
+ * it exits, so the difference over a run is what the server spent serving it, backends only
+ * (the background processes never exit). Waits first, up to 2 s, for the run's backends to be
+ * gone. Why it is printed: a one-job dump is bound by its backend, so a gap in wall time with
+ * equal server CPU is time the backend waited (on a full socket, or for the next query).
+ */
+async function serverCpu(): Promise<number> {
+  for (let i = 0; i < 40 && backends() > IDLE_BACKENDS; i++) await new Promise((r) => setTimeout(r, 50));
+  const f = statFields(String(postmaster));
+  return f ? (Number(f[13]) + Number(f[14])) / 100 : NaN;
 }
 
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
-function timePeer(cmd: string, pinned: boolean): Run {
+async function timePeer(cmd: string, pinned: boolean): Promise<Run> {
+  const s0 = await serverCpu();
   const t = performance.now();
   const [run, args] = onClientCpu(pinned ? PIN : undefined, "sh", ["-c", `${cmd} && times`]);
   const r = spawnSync(run, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
@@ -141,15 +171,17 @@ function timePeer(cmd: string, pinned: boolean): Run {
   // `times`: the shell's user and system time, then its children's ("0m1.234s 0m0.567s").
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
   const secs = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
-  return { ms, cpu: secs.reduce((a, b) => a + b, 0), sys: secs[1] ?? 0 };
+  return { ms, cpu: secs.reduce((a, b) => a + b, 0), sys: secs[1] ?? 0, server: (await serverCpu()) - s0 };
 }
 
 async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
+  const s0 = await serverCpu();
   const t = performance.now();
   const u = process.cpuUsage();
   await fn();
   const d = process.cpuUsage(u);
-  return { ms: performance.now() - t, cpu: (d.user + d.system) / 1e6, sys: d.system / 1e6 };
+  const ms = performance.now() - t;
+  return { ms, cpu: (d.user + d.system) / 1e6, sys: d.system / 1e6, server: (await serverCpu()) - s0 };
 }
 
 const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
@@ -227,9 +259,12 @@ const median = (xs: number[]) => {
 };
 const f2 = (ms: number) => (ms / 1000).toFixed(2);
 const cpu = (runs: Run[]) => `${median(runs.map((r) => r.cpu)).toFixed(2)} (${median(runs.map((r) => r.sys)).toFixed(2)})`;
+const srv = (runs: Run[]) => median(runs.map((r) => r.server)).toFixed(2);
 console.log(`\n${ROUNDS} rounds per case, ours first in even rounds, the peer first in odd ones, after ${WARMUP} untimed; one-connection cases ${describePin(PIN, "this process and the peer's tool")}, 4-job cases not pinned\n`);
-console.log("| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) |");
-console.log("|---|---|---|---|---|---|");
+console.log(
+  "| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) | server CPU s ours / peer, medians |",
+);
+console.log("|---|---|---|---|---|---|---|");
 for (const k of cases) {
   place(k.pinned);
   // Untimed, both sides once: the first dumps after the database was copied in paid up to
@@ -239,27 +274,27 @@ for (const k of cases) {
     k.clean();
     await k.ours();
     k.clean();
-    timePeer(k.peer, k.pinned);
+    await timePeer(k.peer, k.pinned);
   }
   const ours: Run[] = [];
   const peer: Run[] = [];
   for (let i = 0; i < ROUNDS; i++) {
     k.clean();
-    if (i % 2) peer.push(timePeer(k.peer, k.pinned));
+    if (i % 2) peer.push(await timePeer(k.peer, k.pinned));
     else ours.push(await timeOurs(k.ours));
     k.clean();
     if (i % 2) ours.push(await timeOurs(k.ours));
-    else peer.push(timePeer(k.peer, k.pinned));
+    else peer.push(await timePeer(k.peer, k.pinned));
   }
   k.clean();
   // Every round, for the spread behind best and median (stderr: the table stays one block).
-  const each = (runs: Run[]) => runs.map((r) => `${f2(r.ms)} (${(r.cpu - r.sys).toFixed(2)}+${r.sys.toFixed(2)})`).join(", ");
-  console.error(`${k.name}: s (CPU user+system s) per round, ours ${each(ours)}; peer ${each(peer)}`);
+  const each = (runs: Run[]) => runs.map((r) => `${f2(r.ms)} (${(r.cpu - r.sys).toFixed(2)}+${r.sys.toFixed(2)}, server ${r.server.toFixed(2)})`).join(", ");
+  console.error(`${k.name}: s (CPU user+system s, server CPU s) per round, ours ${each(ours)}; peer ${each(peer)}`);
   const o = ours.map((r) => r.ms);
   const p = peer.map((r) => r.ms);
   console.log(`| ${k.name} | ${f2(Math.min(...o))} / ${f2(median(o))} | ${f2(Math.min(...p))} / ${f2(median(p))} | ${(Math.min(...o) / Math.min(...p)).toFixed(2)} | ${
     (median(o) / median(p)).toFixed(2)
-  } | ${cpu(ours)} / ${cpu(peer)} |`);
+  } | ${cpu(ours)} / ${cpu(peer)} | ${srv(ours)} / ${srv(peer)} |`);
 }
 rmSync(work, { recursive: true, force: true });
 await server.stop();
