@@ -418,10 +418,13 @@ export class PgoutputDecoder {
   #streamXid: number | undefined = undefined;
   // Per-message cursor: kept on the instance so that decoding allocates no reader object.
   #bytes: Uint8Array = new Uint8Array(0);
-  #view: DataView = new DataView(new ArrayBuffer(0));
-  #viewOf: ArrayBufferLike | undefined = undefined;
-  /** Offset of the message in `#view` (messages are usually views into one receive buffer). */
-  #base = 0;
+  /**
+   * A DataView over `#bytes`, made only when a message has 64-bit fields (Begin, Commit, ...):
+   * row messages read their 16- and 32-bit fields from the bytes. Asking a receive chunk for its
+   * `.buffer` is not free on JavaScriptCore (a small typed array gets its ArrayBuffer made, and
+   * its bytes moved, on first access): per chunk of 3-4 messages that was as much as decoding a row.
+   */
+  #view: DataView | undefined = undefined;
   /** Where the message starts in `#bytes` (#pos and #end are absolute; errors report relative offsets). */
   #start = 0;
   #pos = 0;
@@ -470,12 +473,10 @@ export class PgoutputDecoder {
     if (!(Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end && end <= message.length)) {
       throw new RangeError(`PgoutputDecoder.decode(): [${start}, ${end}) is not a range of the ${message.length}-byte message`);
     }
-    this.#bytes = message;
-    if (message.buffer !== this.#viewOf) {
-      this.#view = new DataView(message.buffer);
-      this.#viewOf = message.buffer;
+    if (message !== this.#bytes) {
+      this.#bytes = message;
+      this.#view = undefined;
     }
-    this.#base = message.byteOffset;
     this.#start = start;
     this.#pos = start + 1;
     this.#end = end;
@@ -708,8 +709,6 @@ export class PgoutputDecoder {
     }
     // The per-column loop is the hot path: cursor in locals, bounds checked inline.
     const bytes = this.#bytes;
-    const view = this.#view;
-    const base = this.#base;
     const end = this.#end;
     const values = this.#values;
     const parsers = this.#parsers.get(relation);
@@ -722,7 +721,7 @@ export class PgoutputDecoder {
       let value: unknown;
       if (kind === 0x74 || kind === 0x62) { // t: text, b: binary; Int32 length, bytes
         if (end - pos < 4) this.#truncated(pos, 4);
-        const len = view.getUint32(base + pos);
+        const len = ((bytes[pos] << 24) | (bytes[pos + 1] << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]) >>> 0;
         pos += 4;
         if (end - pos < len) this.#truncated(pos, len);
         const start = pos;
@@ -732,7 +731,7 @@ export class PgoutputDecoder {
           ? parse(bytes, start, pos)
           : kind === 0x74
           ? values.text(col.typeOid, decodeUtf8(bytes, start, pos))
-          : values.binary(col.typeOid, new Uint8Array(bytes.buffer, base + start, len));
+          : values.binary(col.typeOid, new Uint8Array(bytes.buffer, bytes.byteOffset + start, len));
       } else if (kind === 0x6e) { // n
         // In a key tuple, nulls in non-key columns only mean "not part of the key".
         if (keyOnly && !col.key) continue;
@@ -786,33 +785,40 @@ export class PgoutputDecoder {
   }
   #u16(): number {
     this.#need(2);
-    const v = this.#view.getUint16(this.#base + this.#pos);
-    this.#pos += 2;
-    return v;
+    const b = this.#bytes;
+    const p = this.#pos;
+    this.#pos = p + 2;
+    return (b[p] << 8) | b[p + 1];
   }
   #u32(): number {
     this.#need(4);
-    const v = this.#view.getUint32(this.#base + this.#pos);
-    this.#pos += 4;
-    return v;
+    const b = this.#bytes;
+    const p = this.#pos;
+    this.#pos = p + 4;
+    return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
   }
   #i32(): number {
     this.#need(4);
-    const v = this.#view.getInt32(this.#base + this.#pos);
-    this.#pos += 4;
-    return v;
+    const b = this.#bytes;
+    const p = this.#pos;
+    this.#pos = p + 4;
+    return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3];
   }
   #u64(): bigint {
     this.#need(8);
-    const v = this.#view.getBigUint64(this.#base + this.#pos);
+    const v = this.#dataView().getBigUint64(this.#pos);
     this.#pos += 8;
     return v;
   }
   #i64(): bigint {
     this.#need(8);
-    const v = this.#view.getBigInt64(this.#base + this.#pos);
+    const v = this.#dataView().getBigInt64(this.#pos);
     this.#pos += 8;
     return v;
+  }
+  #dataView(): DataView {
+    const b = this.#bytes;
+    return this.#view ??= new DataView(b.buffer, b.byteOffset, b.byteLength);
   }
   /** NUL-terminated string. */
   #str(): string {
