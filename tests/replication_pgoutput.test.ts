@@ -14,6 +14,7 @@ import {
   ReplicationDecodeError,
   UNCHANGED_TOAST,
 } from "../replication/mod.ts";
+import { decodeUtf8 } from "../replication/_pgoutput.ts";
 
 /** A frame builder that reads like the protocol tables. */
 class Frame {
@@ -619,4 +620,23 @@ test("a value decoder's textBytes parser reads text columns from the bytes; bina
   assert.deepEqual(bin.type === "insert" && bin.new, { id: 4, v: null, big: UNCHANGED_TOAST });
   assert.deepEqual(asked, [23, 25, 25], "not asked again per row");
   assert.throws(() => new PgoutputDecoder({ types: { ...rawValues, textBytes: 1 as never } }), TypeError);
+});
+
+test("decodeUtf8() gives TextDecoder's string for every length 0-40, ASCII or not, at any offset", () => {
+  const te = new TextEncoder();
+  const td = new TextDecoder();
+  for (let len = 0; len <= 40; len++) {
+    const ascii = Array.from({ length: len }, (_, i) => String.fromCharCode(0x20 + ((i * 7 + len) % 95))).join("");
+    // The same length with a two-byte character at the start, the middle or the end.
+    const texts = [ascii, ...(len >= 2 ? [0, len >> 1, len - 2].map((at) => ascii.slice(0, at) + "é" + ascii.slice(at + 2)) : [])];
+    for (const text of texts) {
+      const bytes = te.encode(text);
+      for (const pad of [0, 5]) {
+        const buf = new Uint8Array(bytes.length + 2 * pad).fill(0x41);
+        buf.set(bytes, pad);
+        const got = decodeUtf8(buf, pad, pad + bytes.length);
+        assert.equal(got, td.decode(bytes), `length ${bytes.length}, offset ${pad}`);
+      }
+    }
+  }
 });
