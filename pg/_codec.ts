@@ -328,6 +328,24 @@ export class FrameReader {
     if (this.#partialLen > 0) this.#fill();
   }
 
+  /**
+   * Copies the bytes of a frame cut at the end of the last chunk (kept as views until the rest
+   * arrives) into memory of their own: for a chunk whose buffer will be read into again. Call
+   * after {@link advance} returned false.
+   */
+  detach(): void {
+    if (this.#partialLen === 0) return;
+    const own = new Uint8Array(this.#partialLen);
+    let o = 0;
+    for (const p of this.#partial) {
+      own.set(p, o);
+      o += p.length;
+    }
+    this.#partial = [own];
+    this.#chunk = own.subarray(own.length); // nothing of the old chunk stays referenced
+    this.#pos = 0;
+  }
+
   /** True when no bytes are waiting (the stream is between frames). */
   get idle(): boolean {
     return this.#partialLen === 0 && this.#rest === 0 && this.#pos >= this.#chunk.length;

@@ -55,6 +55,7 @@ import {
 } from "./_codec.ts";
 import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
 import { bunSocketFactory } from "./_bun_socket.ts";
+import { type Lease, RECEIVER, Receiver, unlease } from "./_receive.ts";
 import { serverEndPointHash } from "./_scram.ts";
 import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
 import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
@@ -190,6 +191,11 @@ interface Handler {
   copyDataPiece?(bytes: Uint8Array, start: number, end: number, piece: number): void;
   /** Every complete frame of the received chunk has been handed over (a batch may be flushed). */
   chunkEnd?(): void;
+  /**
+   * True while this request may be handed lent chunks (`_receive.ts`): it keeps views of them only
+   * as {@link Client._lease} holds, and releases those once its consumer is done.
+   */
+  readonly lends?: boolean;
   /** ReadyForQuery: the request is complete. */
   ready(): void;
   /** The connection failed; reject. */
@@ -268,6 +274,16 @@ const T = {
   backendKey: 0x4b, // K
   negotiateVersion: 0x76, // v
 } as const;
+
+/**
+ * Frames whose handling keeps no view of their bytes (decoded to strings and numbers): they may
+ * come from a lent chunk. Any other frame from one gives its buffer away for good.
+ */
+const KEEPS_NO_VIEW = new Set<number>([
+  T.commandComplete, T.ready, T.error, T.notice, T.notification, T.parameterStatus, T.rowDescription, T.noData,
+  T.parseComplete, T.bindComplete, T.closeComplete, T.portalSuspended, T.emptyQuery, T.copyInResponse,
+  T.copyOutResponse, T.copyBothResponse, T.copyDone, T.parameterDescription,
+]);
 
 function errorFromBody(body: Uint8Array): PostgresError {
   return new PostgresError(fieldsOf(body));
@@ -673,6 +689,11 @@ class CopyOutHandler implements Handler {
   // of it holding them back to back. Only on a socket the client opened itself (see copyData).
   #inPlace: boolean;
   #cur: Uint8Array | undefined;
+  // Lent chunks (`_receive.ts`), once the reader promised to be done with each chunk when it
+  // asks for the next (reusing()): the leases the pushed pieces lie in, each with the number of
+  // pieces pushed once its last piece was.
+  #lend = false;
+  #held: { lease: Lease; upto: number }[] = [];
   constructor(client: Client, hwm: number, coalesce: boolean) {
     this.#client = client;
     this.#coalesce = coalesce;
@@ -756,9 +777,26 @@ class CopyOutHandler implements Handler {
       this.#rows = 0;
     }
   }
+  /** Lent reads may carry this copy's rows: in place, with a reader that reuses. */
+  get lends(): boolean {
+    return this.#lend && this.#inPlace;
+  }
+  /** The reader will be done with each chunk once it asks for the next (see reusing()). */
+  lend(): void {
+    this.#lend = true;
+  }
   #push(piece: Uint8Array, n: number, rows: number): void {
     if (this.#coalesce) this.#counts.push(rows);
     this.#pushed++;
+    const l = this.#lend ? this.#client._lease() : undefined;
+    if (l !== undefined) {
+      const last = this.#held[this.#held.length - 1];
+      if (last?.lease === l) last.upto = this.#pushed;
+      else {
+        l.refs++;
+        this.#held.push({ lease: l, upto: this.#pushed });
+      }
+    }
     this.flow.push(piece, n);
   }
   /** Coalescing: the message count of the oldest piece the reader has not accounted for. */
@@ -773,6 +811,8 @@ class CopyOutHandler implements Handler {
   /** The reader is done with its first `pieces` pieces: the batches they lived in may be reused. */
   release(pieces: number): void {
     this.#reuse = true;
+    const held = this.#held;
+    while (held.length > 0 && held[0].upto <= pieces) unlease(held.shift()!.lease);
     const r = this.#retired;
     while (r.length > 0 && r[0].pieces <= pieces) {
       const { batch } = r.shift()!;
@@ -786,6 +826,9 @@ class CopyOutHandler implements Handler {
     this.#coalesce = false;
     this.#inPlace = false;
     this.#reuse = false;
+    this.#lend = false;
+    for (const { lease } of this.#held) unlease(lease);
+    this.#held = [];
     this.#counts = [];
     this.#retired = [];
     this.#spare = [];
@@ -864,6 +907,21 @@ async function* coalesced(h: CopyOutHandler, rows: { n: number }, reuse: boolean
     }
   } finally {
     h.stop();
+    await flow.return();
+  }
+}
+
+/** `copyBoth(sql, { batched: true, reuse: true })`'s batches: each released when the next is asked for. */
+async function* reusedBatches(h: CopyBothHandler, flow: Flow<CopyDataBatch>): AsyncGenerator<CopyDataBatch> {
+  try {
+    for (;;) {
+      const r = await flow.next();
+      if (r.done) return;
+      yield r.value;
+      h.releaseBatch();
+    }
+  } finally {
+    h.stopLending();
     await flow.return();
   }
 }
@@ -954,12 +1012,16 @@ class CopyBothHandler implements Handler {
   #batchBytes = 0;
   /** With `pieces`: the payloads in pieces (see {@link CopyDataBatch.continued}). */
   copyDataPiece: ((bytes: Uint8Array, start: number, end: number, piece: number) => void) | undefined;
-  constructor(client: Client, types: TypeRegistry, hwm: number, batched = false, pieces = false) {
+  // With `reuse`: the lease each pushed batch's bytes lie in (or undefined), oldest first.
+  #lend: boolean;
+  #held: (Lease | undefined)[] = [];
+  constructor(client: Client, types: TypeRegistry, hwm: number, batched = false, pieces = false, reuse = false) {
     this.#client = client;
     this.#sets = new QueryHandler<Row>(client, types, false);
     this.flow = new Flow(client, hwm);
     if (batched) this.batches = new Flow(client, hwm);
     if (pieces) this.copyDataPiece = this.#piece;
+    this.#lend = reuse && batched;
     this.started = new Promise((r) => (this.#start = r));
     this.done = new Promise((a, b) => {
       this.#resolve = a;
@@ -991,8 +1053,28 @@ class CopyBothHandler implements Handler {
     const b = this.#batch;
     if (b === undefined) return;
     this.#batch = undefined;
+    if (this.#lend) {
+      const l = this.#client._lease();
+      if (l !== undefined) l.refs++;
+      this.#held.push(l);
+    }
     this.batches!.push(b, this.#batchBytes);
     this.#batchBytes = 0;
+  }
+  /** With `reuse`: lent reads may carry this copy's messages. */
+  get lends(): boolean {
+    return this.#lend;
+  }
+  /** With `reuse`: the reader is done with the oldest batch it was handed. */
+  releaseBatch(): void {
+    const l = this.#held.shift();
+    if (l !== undefined) unlease(l);
+  }
+  /** With `reuse`: the reader stopped; nothing is lent any more. */
+  stopLending(): void {
+    this.#lend = false;
+    for (const l of this.#held) if (l !== undefined) unlease(l);
+    this.#held = [];
   }
   #end(error?: Error): void {
     this.chunkEnd();
@@ -1060,11 +1142,22 @@ class CopyBothHandler implements Handler {
  * The default socket factory: `node:net` TCP or unix socket, connected, no Nagle, keepalives.
  * (In Bun the client uses `Bun.connect` instead where TLS is never negotiated: {@link attemptFactory}.)
  */
-export const netSocketFactory: SocketFactory = (target, { signal, keepAlive }) =>
-  new Promise<Duplex>((resolve, reject) => {
+export const netSocketFactory: SocketFactory = (target, options) => netSocket(target, options, undefined);
+
+/**
+ * @internal The client's own `node:net` socket for an attempt that never negotiates TLS: reads
+ * go through a {@link Receiver} (`onread`), so COPY data can land in reused memory (`_receive.ts`).
+ * TLS attempts keep {@link netSocketFactory}: `node:tls` takes over the socket's reading.
+ */
+export const receivingNetSocketFactory: SocketFactory = (target, options) => netSocket(target, options, new Receiver());
+
+function netSocket(target: SocketTarget, { signal, keepAlive }: Parameters<SocketFactory>[1], rx: Receiver | undefined): Promise<Duplex> {
+  return new Promise<Duplex>((resolve, reject) => {
+    const onread = rx ? { onread: { buffer: rx.buffer, callback: rx.callback } } : {};
     const s: Socket = target.kind === "unix"
-      ? netConnect({ path: target.path })
-      : netConnect({ host: target.hostaddr || target.host, port: target.port });
+      ? netConnect({ path: target.path, ...onread })
+      : netConnect({ host: target.hostaddr || target.host, port: target.port, ...onread });
+    if (rx) (s as Socket & { [RECEIVER]?: Receiver })[RECEIVER] = rx;
     const onAbort = () => {
       s.destroy();
       reject(signal.reason);
@@ -1084,6 +1177,7 @@ export const netSocketFactory: SocketFactory = (target, { signal, keepAlive }) =
       resolve(s);
     });
   });
+}
 
 /**
  * @internal The factory for one connection attempt (or cancel request): the caller's if given,
@@ -1091,7 +1185,7 @@ export const netSocketFactory: SocketFactory = (target, { signal, keepAlive }) =
  * TLS, goes over `Bun.connect` (see `_bun_socket.ts`: 4-7% more round trips than Bun's `node:net`).
  */
 export function attemptFactory(given: SocketFactory | undefined, mode: "tls" | "plain"): SocketFactory {
-  return given ?? (mode === "plain" ? bunSocketFactory() : undefined) ?? netSocketFactory;
+  return given ?? (mode === "plain" ? bunSocketFactory() ?? receivingNetSocketFactory : netSocketFactory);
 }
 
 function socketTarget(h: HostTarget): SocketTarget {
@@ -1171,6 +1265,7 @@ export class Client extends EventEmitter {
   #onNotification?: (n: Notification) => void;
   #stmtCounter = 0;
   #pauses = 0;
+  #lease: Lease | undefined; // of the chunk being framed, while it is lent
   #startup: { frames: Frame[]; wake?: () => void; error?: Error } | undefined;
   #prepare: boolean;
   // SQL (+ parameter types) → statement kept prepared on the server, for `prepare: true`; oldest first.
@@ -1227,7 +1322,9 @@ export class Client extends EventEmitter {
     this.#startup = { frames: [] };
     let closedResolve!: () => void;
     this.#closedPromise = new Promise((r) => (closedResolve = r));
-    socket.on("data", (chunk: Uint8Array) => this.#onData(chunk));
+    const rx = (raw as Duplex & { [RECEIVER]?: Receiver })[RECEIVER];
+    if (rx !== undefined && raw === socket) rx.attach((chunk, lease) => this.#onData(chunk, lease), () => this.#lends());
+    else socket.on("data", (chunk: Uint8Array) => this.#onData(chunk, undefined));
     socket.on("error", (e: Error) => this.#teardown(e));
     socket.on("close", () => {
       this.#teardown(undefined);
@@ -1237,7 +1334,14 @@ export class Client extends EventEmitter {
     socket.resume();
   }
 
-  #onData(chunk: Uint8Array): void {
+  /**
+   * A received chunk. With a `lease` it is lent (`_receive.ts`): its buffer is read into again
+   * once every holder let go, so only a request that {@link Handler.lends} may keep views of it
+   * (taking {@link _lease} holds); anything else that may keep a view gives the buffer away.
+   */
+  #onData(chunk: Uint8Array, lease: Lease | undefined): void {
+    if (lease !== undefined && !this.#lends()) lease = this.#giveAway(lease);
+    this.#lease = lease;
     try {
       const r = this.#reader;
       r.pieceType = this.#pieceType();
@@ -1248,25 +1352,60 @@ export class Client extends EventEmitter {
           const h = this.#queue[this.#qhead];
           if (t === T.dataRow) {
             if (h?.row) {
+              if (lease !== undefined) lease = this.#giveAway(lease);
               h.row(r.bytes, r.start, r.end);
               continue;
             }
           } else if (h?.copyDataPiece) {
+            if (lease !== undefined && h.lends !== true) lease = this.#giveAway(lease);
             h.copyDataPiece(r.bytes, r.start, r.end, r.piece);
             continue;
           } else if (h?.copyData) {
+            if (lease !== undefined && h.lends !== true) lease = this.#giveAway(lease);
             h.copyData(r.bytes, r.start, r.end);
             continue;
           }
         }
+        if (lease !== undefined && (this.#startup || !KEEPS_NO_VIEW.has(t))) lease = this.#giveAway(lease);
         this.#dispatch({ type: t, body: r.bytes.subarray(r.start, r.end) });
         r.pieceType = this.#pieceType(); // the request at the head may have changed
       }
       this.#queue[this.#qhead]?.chunkEnd?.();
+      // A frame cut at the chunk's end waits in the reader: in its own memory, as the buffer is
+      // read into again once the holders let go.
+      if (lease !== undefined) r.detach();
     } catch (e) {
       this.#teardown(e instanceof Error ? e : new ProtocolError(String(e)));
       this.#socket.destroy();
+    } finally {
+      this.#lease = undefined;
     }
+  }
+
+  /** Whether the next read may be lent: a request that lends is at the head. */
+  #lends(): boolean {
+    return this.#startup === undefined && this.#queue[this.#qhead]?.lends === true;
+  }
+
+  /** The lent chunk's bytes may be kept by something that takes no holds: never reuse it. */
+  #giveAway(lease: Lease): undefined {
+    lease.given = true;
+    this.#lease = undefined;
+    return undefined;
+  }
+
+  /**
+   * @internal For a request that {@link Handler.lends}: the lease of the chunk being framed, or
+   * undefined when the chunk is owned. A request that keeps views of it takes a hold
+   * (`refs++`) and lets go with `unlease` once its consumer is done with them.
+   */
+  _lease(): Lease | undefined {
+    return this.#lease;
+  }
+
+  /** @internal The receive counters of the client's own plain `node:net` socket (`_receive.ts`), if it has one. */
+  _receiveStats(): Receiver["stats"] | undefined {
+    return (this.#raw as (Duplex & { [RECEIVER]?: Receiver }) | undefined)?.[RECEIVER]?.stats;
   }
 
   /** CopyData frames are cut into pieces only for a request that asked for them. */
@@ -1720,12 +1859,16 @@ export class Client extends EventEmitter {
    * {@link CopyDataBatch} per received chunk; `highWaterMark` then counts batches). With
    * `pieces: true` as well, a message that spans received chunks comes in pieces, one per
    * chunk, instead of joined ({@link CopyDataBatch.continued}): for bulk consumers that take
-   * their bytes in any split (a base backup's archives).
+   * their bytes in any split (a base backup's archives). With `reuse: true` (and `batched`), a
+   * batch's bytes are valid only until the next batch is asked for (write out or copy what you
+   * keep before that): on the client's own plain `node:net` socket (Node, Deno) they are then
+   * read into the same few buffers over and over instead of fresh memory per read.
    */
-  copyBoth(sql: string, options: { highWaterMark?: number; batched?: boolean; pieces?: boolean } = {}): CopyBoth {
+  copyBoth(sql: string, options: { highWaterMark?: number; batched?: boolean; pieces?: boolean; reuse?: boolean } = {}): CopyBoth {
     if (typeof sql !== "string") throw new TypeError("copyBoth() needs the command text as a string");
     if (options.pieces === true && options.batched !== true) throw new TypeError("copyBoth() option pieces: true needs batched: true");
-    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256, options.batched === true, options.pieces === true);
+    if (options.reuse === true && options.batched !== true) throw new TypeError("copyBoth() option reuse: true needs batched: true");
+    const h = new CopyBothHandler(this, this.#types, options.highWaterMark ?? 256, options.batched === true, options.pieces === true, options.reuse === true);
     const q = writeQuery(new Writer(16 + sql.length), sql).take();
     if (this.#closed) {
       this.#enqueue(h, q); // fails it
@@ -2023,8 +2166,10 @@ export class CopyBoth implements AsyncIterable<Uint8Array> {
    */
   batches(): AsyncIterator<CopyDataBatch> & AsyncIterable<CopyDataBatch> {
     if (!this.#h.batches) throw new TypeError("batches() needs copyBoth(sql, { batched: true })");
-    return this.#h.batches;
+    if (!this.#h.lends) return this.#h.batches;
+    return this.#reused ??= reusedBatches(this.#h, this.#h.batches);
   }
+  #reused: AsyncGenerator<CopyDataBatch> | undefined;
   /** Resolves with "both" or "out" once the server entered copy mode; rejects if the command failed first. */
   async started(): Promise<"both" | "out"> {
     const m = await this.#h.started;
@@ -2089,6 +2234,7 @@ export class CopyOut implements AsyncIterable<Uint8Array> {
    */
   reusing(): AsyncIterable<Uint8Array> {
     if (!this.#coalesce) throw new TypeError("CopyOut.reusing() needs copyTo(sql, { coalesce: true })");
+    this.#h.lend();
     return { [Symbol.asyncIterator]: () => coalesced(this.#h, this.#rows, true) };
   }
   /**

@@ -656,8 +656,10 @@ async function run(o: BaseBackupOptions, plan: Plan): Promise<BaseBackupResult> 
   try {
     o.signal?.throwIfAborted();
     // In pieces: the archives' 32 KiB messages straddle the 64 KiB socket reads, and joining each
-    // straddling one would copy half the backup into fresh memory once more.
-    const copy = client.copyBoth(sql, { batched: true, pieces: true });
+    // straddling one would copy half the backup into fresh memory once more. Extracted (plain),
+    // every byte is written out or copied before the next batch is asked for, so the reads may
+    // land in reused memory (`reuse`); a tar's compressor may still hold its input.
+    const copy = client.copyBoth(sql, { batched: true, pieces: true, reuse: format === "plain" });
     // The start position and the tablespaces come before the archives (FACTS §3).
     const before = await copy.before();
     const startRow = before[0]?.rows[0] as Record<string, unknown> | undefined;

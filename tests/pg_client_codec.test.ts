@@ -47,6 +47,25 @@ test("FrameReader yields the same frames however the stream is split (every offs
   assert.deepEqual(collect(Array.from(stream, (b) => Uint8Array.of(b))), expect);
 });
 
+test("FrameReader.detach() moves a frame cut at a chunk's end into its own memory: the chunk may then be overwritten (every cut)", () => {
+  const stream = Uint8Array.from([...frame("D", [0, 1, 0, 0, 0, 3, 97, 98, 99]), ...frame("C", [...enc.encode("SELECT 1"), 0])]);
+  const want = [["D", "000100000003616263"], ["C", Buffer.from("SELECT 1\0").toString("hex")]];
+  for (let cut = 1; cut < stream.length; cut++) {
+    const r = new FrameReader();
+    const out: string[][] = [];
+    const first = stream.slice(0, cut);
+    r.push(first);
+    let f;
+    while ((f = r.next())) out.push([String.fromCharCode(f.type), Buffer.from(f.body).toString("hex")]);
+    r.detach();
+    first.fill(0xee); // the buffer is read into again
+    r.push(stream.slice(cut));
+    while ((f = r.next())) out.push([String.fromCharCode(f.type), Buffer.from(f.body).toString("hex")]);
+    assert.deepEqual(out, want, `cut at ${cut}`);
+    assert.equal(r.idle, true);
+  }
+});
+
 test("FrameReader with pieceType hands CopyData bodies spanning chunks on in pieces that join to the whole-message frames (every split)", () => {
   const payload = (n: number, seed: number) => Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
   const stream = Uint8Array.from([

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, ROLES, unavailable } from "./_fixture/cluster.ts";
 import { type Client, connect, ConnectionError, netSocketFactory, PostgresError, type SocketFactory } from "../pg/mod.ts";
-import { attemptFactory } from "../pg/client.ts";
+import { attemptFactory, receivingNetSocketFactory } from "../pg/client.ts";
 import { BunSocket, bunSocketFactory } from "../pg/_bun_socket.ts";
 
 const homeDir = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
@@ -58,14 +58,14 @@ async function bunConnect(port: number): Promise<BunSocket> {
   return await f({ kind: "tcp", host: "127.0.0.1", port }, { signal: new AbortController().signal }) as unknown as BunSocket;
 }
 
-test("attemptFactory(): Bun.connect only in Bun, only for plain attempts without a caller's factory", () => {
+test("attemptFactory(): Bun.connect in Bun, node:net with onread elsewhere, only for plain attempts without a caller's factory", () => {
   const mine: SocketFactory = (t, o) => netSocketFactory(t, o);
   if (isBun) {
     assert.equal(typeof bunSocketFactory(), "function");
     assert.equal(attemptFactory(undefined, "plain"), bunSocketFactory());
   } else {
     assert.equal(bunSocketFactory(), undefined);
-    assert.equal(attemptFactory(undefined, "plain"), netSocketFactory);
+    assert.equal(attemptFactory(undefined, "plain"), receivingNetSocketFactory);
   }
   // TLS needs node:tls over node:net; a caller's factory is always used as given.
   assert.equal(attemptFactory(undefined, "tls"), netSocketFactory);

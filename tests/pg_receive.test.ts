@@ -1,0 +1,139 @@
+// The client's own node:net sockets read through onread (pg/_receive.ts): COPY data that the
+// consumer promised to finish with (CopyOut.reusing(), copyBoth(..., { reuse: true })) lands in
+// a few reused buffers; everything else is copied out as before. Real servers; the server's own
+// md5 of the same rows is the oracle. Bun's plain sockets are Bun.connect (no receiver): there
+// the data checks run and the buffer counts are skipped.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { cluster, createDatabase, psql, unavailable } from "./_fixture/cluster.ts";
+import { type Client, connect, OID, TypeRegistry } from "../pg/mod.ts";
+
+const base = { env: {}, homeDir: mkdtempSync(join(tmpdir(), "pg-rdma-home-")) };
+const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
+const skip = unavailable(18);
+type Stats = { lent: number; owned: number; buffers: number; given: number; outstanding: number };
+const stats = (c: Client) => (c as unknown as { _receiveStats(): Stats | undefined })._receiveStats();
+
+// 60 000 rows of an id and 1-400 letters, every 5 000th of 200 000 (spanning several reads):
+// about 14 MB of COPY text, rows cut at every offset of the reads. The server's md5 of the same
+// text is the oracle.
+const ROWS = "SELECT g AS id, repeat(chr(97 + g % 26), CASE WHEN g % 5000 = 0 THEN 200000 ELSE 1 + (g * 7919) % 400 END) AS t FROM generate_series(1, 60000) g";
+const COPY = `COPY (${ROWS}) TO STDOUT`;
+const ORACLE = `SELECT md5(string_agg(id || E'\\t' || t || E'\\n', '' ORDER BY id)) FROM (${ROWS}) s`;
+
+async function md5Of(chunks: AsyncIterable<Uint8Array>, eachChunk?: () => Promise<void>): Promise<string> {
+  const h = createHash("md5");
+  for await (const c of chunks) {
+    h.update(c);
+    if (eachChunk) await eachChunk();
+  }
+  return h.digest("hex");
+}
+
+test("receive PG18: CopyOut.reusing() on the client's own socket reads into a few reused buffers, every byte exact", { skip }, async () => {
+  const c = await cluster(18);
+  const want = (await psql(c, ORACLE)).trim();
+  const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=postgres`, base);
+  try {
+    const before = stats(client);
+    const copy = client.copyTo(COPY, { coalesce: true });
+    // A consumer that yields to the event loop now and then: reads go on meanwhile.
+    let n = 0;
+    assert.equal(await md5Of(copy.reusing(), () => (++n % 64 === 0 ? new Promise((r) => setTimeout(r, 1)) : Promise.resolve())), want);
+    assert.equal(copy.rows, 60000);
+    // The same rows iterated without the promise: owned chunks, the same bytes.
+    assert.equal(await md5Of(client.copyTo(COPY, { coalesce: true })), want);
+    const s = stats(client);
+    if (isBun) assert.equal(s, undefined, "Bun's plain socket is Bun.connect");
+    else {
+      assert.ok(before && s);
+      assert.ok(s.lent - before.lent > 100, `lent reads: ${JSON.stringify(s)}`);
+      assert.ok(s.buffers <= 32, `the pool made ${s.buffers} buffers`);
+      assert.equal(s.outstanding, 0, "every lent buffer came back");
+    }
+  } finally {
+    await client.close();
+  }
+});
+
+test("receive PG18: a consumer that leaves reusing() early gives every lent buffer back; the connection goes on", { skip }, async () => {
+  const c = await cluster(18);
+  const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=postgres`, base);
+  try {
+    const copy = client.copyTo(COPY, { coalesce: true });
+    let seen = 0;
+    for await (const chunk of copy.reusing()) {
+      seen += chunk.length;
+      if (seen > 1 << 20) break;
+    }
+    const [r] = await client.simpleQuery("SELECT 41 + 1 AS n");
+    assert.equal(r.rows[0].n, 42);
+    const s = stats(client);
+    if (!isBun) assert.equal(s!.outstanding, 0, JSON.stringify(s));
+  } finally {
+    await client.close();
+  }
+});
+
+test("receive PG18: rows that arrive in a lent read are never overwritten by later reads (a parser that keeps its bytes)", { skip }, async () => {
+  const c = await cluster(18);
+  const db = await createDatabase(c, "recv");
+  const want = (await psql(c, ORACLE, { database: db })).trim();
+  // bytea in binary, decoded to the very view of the received bytes: only correct if the chunk
+  // it lies in is never read into again.
+  const types = new TypeRegistry().set(OID.bytea, { text: (s: string) => s, binary: (b: Uint8Array) => b });
+  const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`, { ...base, types });
+  try {
+    for (let round = 0; round < 4; round++) {
+      // All three at once: the server sends the first COPY's end, the rows and the second COPY
+      // back to back, so reads lent for a COPY also carry DataRows.
+      const first = client.copyTo(COPY, { coalesce: true });
+      const rows = client.query("SELECT g, decode(lpad(to_hex(g), 8, '0'), 'hex') AS b FROM generate_series(1, 2000) g", [], { binary: true });
+      const second = client.copyTo(COPY, { coalesce: true });
+      assert.equal(await md5Of(first.reusing(), () => (round % 2 ? new Promise((r) => setTimeout(r, 0)) : Promise.resolve())), want);
+      const res = await rows;
+      assert.equal(await md5Of(second.reusing()), want);
+      // Megabytes were read into the pool's buffers since: the rows' bytes must be intact.
+      for (const row of res.rows as { g: number; b: Uint8Array }[]) {
+        assert.equal(new DataView(row.b.buffer, row.b.byteOffset, 4).getUint32(0), row.g, `row ${row.g} (round ${round})`);
+      }
+    }
+    const s = stats(client);
+    if (!isBun) assert.equal(s!.outstanding, 0, JSON.stringify(s));
+  } finally {
+    await client.close();
+  }
+});
+
+test("receive PG18: copyBoth(BASE_BACKUP, { batched, pieces, reuse }) releases each batch when the next is asked for", { skip }, async () => {
+  const c = await cluster(18);
+  const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres replication=true`, base);
+  try {
+    assert.throws(() => client.copyBoth("BASE_BACKUP", { reuse: true }), /reuse: true needs batched: true/);
+    const copy = client.copyBoth("BASE_BACKUP (LABEL 'receive test', CHECKPOINT 'fast', MANIFEST 'no')", { batched: true, pieces: true, reuse: true });
+    let archive = 0;
+    let kind = 0;
+    for await (const batch of copy.batches()) {
+      for (let i = 0; i < batch.bytes.length; i++) {
+        let start = batch.offsets[2 * i];
+        if (i > 0 || batch.continued !== true) kind = batch.bytes[i][start++];
+        if (kind === 0x64) archive += batch.offsets[2 * i + 1] - start;
+      }
+    }
+    await copy.done;
+    // An empty cluster's base backup is some 20-40 MB of archive.
+    assert.ok(archive > 10 << 20, `archive bytes ${archive}`);
+    const s = stats(client);
+    if (!isBun) {
+      assert.ok(s!.lent > 100, JSON.stringify(s));
+      assert.ok(s!.buffers <= 32, JSON.stringify(s));
+      assert.equal(s!.outstanding, 0, JSON.stringify(s));
+    }
+  } finally {
+    await client.close();
+  }
+});
