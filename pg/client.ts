@@ -178,7 +178,8 @@ interface Handler {
   /**
    * Fast path for CopyData `d`: the payload is `bytes[start, end)`, no frame object made.
    * `bytes` is the received chunk (or a frame joined across chunks); the transports never reuse
-   * a chunk they emitted, so a view of it may be kept. On a socket the client opened itself the
+   * a chunk they emitted, so a view of it may be kept (except by a request that {@link lends}:
+   * its views of a lent chunk are valid while it holds the lease). On a socket the client opened itself the
    * chunk is the client's alone, so its bytes before `end` (frames already taken) may also be
    * overwritten (COPY TO compacts payloads in place); never on a caller's socket.
    */
@@ -1181,8 +1182,9 @@ function netSocket(target: SocketTarget, { signal, keepAlive }: Parameters<Socke
 
 /**
  * @internal The factory for one connection attempt (or cancel request): the caller's if given,
- * else {@link netSocketFactory}, except that in Bun a plain attempt, which can never negotiate
- * TLS, goes over `Bun.connect` (see `_bun_socket.ts`: 4-7% more round trips than Bun's `node:net`).
+ * else {@link netSocketFactory}, except for a plain attempt, which can never negotiate TLS: in
+ * Bun it goes over `Bun.connect` (see `_bun_socket.ts`: 4-7% more round trips than Bun's
+ * `node:net`), elsewhere over {@link receivingNetSocketFactory} (reads into reused memory).
  */
 export function attemptFactory(given: SocketFactory | undefined, mode: "tls" | "plain"): SocketFactory {
   return given ?? (mode === "plain" ? bunSocketFactory() ?? receivingNetSocketFactory : netSocketFactory);

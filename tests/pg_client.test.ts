@@ -358,7 +358,11 @@ for (const v of VERSIONS) {
         const copy = client.copyTo(sql, { coalesce: true });
         const h = createHash("sha256");
         // On the client's own socket the rows are compacted inside the received chunks (no
-        // batch): no two chunks handed out share memory. (Batch reuse: the caller-socket test.)
+        // batch). Over node:net (Deno, Node) those chunks are lent reads, the same few buffers
+        // read into again: chunks handed out at different steps share memory. Elsewhere (Bun's
+        // socket, the FFI transport) every read is fresh memory and no two chunks overlap.
+        // (Batch reuse: the caller-socket test.)
+        const lent = (client as unknown as { _receiveStats(): unknown })._receiveStats() !== undefined;
         const ranges = new Map<ArrayBufferLike, [number, number][]>();
         let overlaps = 0;
         let n = 0;
@@ -379,7 +383,8 @@ for (const v of VERSIONS) {
         assert.equal(copy.result?.rowCount, 300000);
         assert.equal(h.digest("hex"), plain.digest("hex"));
         assert.ok(n > 25e6, `${n} bytes`);
-        assert.equal(overlaps, 0);
+        if (lent) assert.ok(overlaps > 0, "lent reads: the pool's buffers are read into again");
+        else assert.equal(overlaps, 0);
         // Stopping early: the rest is dropped and the next query works.
         let seen = 0;
         for await (const chunk of client.copyTo(sql, { coalesce: true }).reusing()) {
