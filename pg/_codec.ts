@@ -24,22 +24,67 @@ const dec = new TextDecoder("utf-8", { fatal: false });
 /**
  * Decodes UTF-8. Socket data arrives as Node Buffers in all three runtimes (a Uint8Array
  * subclass): their native `utf8Slice` is the fastest decoder there (measured 1.5-2.5x faster
- * than TextDecoder on short column values); plain Uint8Arrays (joined frames) use TextDecoder,
- * or a loop for short ASCII.
+ * than TextDecoder on short column values); plain Uint8Arrays (joined frames) use
+ * {@link decodeUtf8}.
  */
 export function utf8(bytes: Uint8Array, start = 0, end = bytes.length): string {
   const native = (bytes as { utf8Slice?: (s: number, e: number) => string }).utf8Slice;
   if (native !== undefined) return native.call(bytes, start, end);
-  if (end - start < 24) {
-    let s = "";
-    for (let i = start; i < end; i++) {
-      const c = bytes[i];
-      if (c > 0x7f) return dec.decode(bytes.subarray(start, end));
-      s += String.fromCharCode(c);
-    }
-    return s;
+  return decodeUtf8(bytes, start, end);
+}
+
+const fromCharCode = String.fromCharCode;
+
+/**
+ * UTF-8 bytes → string. Short ASCII runs (most identifiers and values) are made with one
+ * `String.fromCharCode` call of the right arity, which is several times faster than a TextDecoder
+ * call on a fresh subarray. One call, not a `+=` per character: on JavaScriptCore each `+=` adds a
+ * rope node, and a 10-character value then cost ~190 ns once something read it, against ~60 ns
+ * (V8 and Deno: equal or faster too; measured with each string read after it was made).
+ */
+export function decodeUtf8(b: Uint8Array, s: number, end: number): string {
+  const len = end - s;
+  if (len > 24) return dec.decode(b.subarray(s, end));
+  for (let i = s; i < end; i++) if (b[i] > 0x7f) return dec.decode(b.subarray(s, end));
+  switch (len) {
+    case 0:
+      return "";
+    case 1:
+      return fromCharCode(b[s]);
+    case 2:
+      return fromCharCode(b[s], b[s + 1]);
+    case 3:
+      return fromCharCode(b[s], b[s + 1], b[s + 2]);
+    case 4:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3]);
+    case 5:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4]);
+    case 6:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5]);
+    case 7:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6]);
+    case 8:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7]);
+    case 9:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8]);
+    case 10:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9]);
+    case 11:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10]);
+    case 12:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11]);
+    case 13:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12]);
+    case 14:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13]);
+    case 15:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14]);
+    case 16:
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]);
+    default: // 17-24: two flat pieces
+      return fromCharCode(b[s], b[s + 1], b[s + 2], b[s + 3], b[s + 4], b[s + 5], b[s + 6], b[s + 7], b[s + 8], b[s + 9], b[s + 10], b[s + 11], b[s + 12], b[s + 13], b[s + 14], b[s + 15]) +
+        decodeUtf8(b, s + 16, end);
   }
-  return dec.decode(bytes.subarray(start, end));
 }
 
 /**
