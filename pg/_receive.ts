@@ -87,7 +87,7 @@ export class Receiver {
   /** `onread.callback`: `n` bytes were read into `buf` (true: go on reading). */
   readonly callback = (n: number, buf: Uint8Array): boolean => {
     if (n <= 0) return true;
-    if (buf === this.#offered && buf !== this.#scratch) {
+    if (buf === this.#offered) {
       this.#offered = undefined;
       this.#out++;
       this.#lent++;
