@@ -690,10 +690,8 @@ class CopyOutHandler implements Handler {
   // of it holding them back to back. Only on a socket the client opened itself (see copyData).
   #inPlace: boolean;
   #cur: Uint8Array | undefined;
-  // Lent chunks (`_receive.ts`), once the reader promised to be done with each chunk when it
-  // asks for the next (reusing()): the leases the pushed pieces lie in, each with the number of
-  // pieces pushed once its last piece was.
-  #lend = false;
+  // With reuse, lent chunks too (`_receive.ts`): the leases the pushed pieces lie in, each with
+  // the number of pieces pushed once its last piece was.
   #held: { lease: Lease; upto: number }[] = [];
   constructor(client: Client, hwm: number, coalesce: boolean) {
     this.#client = client;
@@ -780,16 +778,16 @@ class CopyOutHandler implements Handler {
   }
   /** Lent reads may carry this copy's rows: in place, with a reader that reuses. */
   get lends(): boolean {
-    return this.#lend && this.#inPlace;
+    return this.#reuse && this.#inPlace;
   }
-  /** The reader will be done with each chunk once it asks for the next (see reusing()). */
-  lend(): void {
-    this.#lend = true;
+  /** The reader will be done with each chunk once it asks for the next (reusing()): its batches and lent reads may be reused. */
+  reuse(): void {
+    this.#reuse = true;
   }
   #push(piece: Uint8Array, n: number, rows: number): void {
     if (this.#coalesce) this.#counts.push(rows);
     this.#pushed++;
-    const l = this.#lend ? this.#client._lease() : undefined;
+    const l = this.#reuse ? this.#client._lease() : undefined;
     if (l !== undefined) {
       const last = this.#held[this.#held.length - 1];
       if (last?.lease === l) last.upto = this.#pushed;
@@ -811,7 +809,6 @@ class CopyOutHandler implements Handler {
   }
   /** The reader is done with its first `pieces` pieces: the batches they lived in may be reused. */
   release(pieces: number): void {
-    this.#reuse = true;
     const held = this.#held;
     while (held.length > 0 && held[0].upto <= pieces) unlease(held.shift()!.lease);
     const r = this.#retired;
@@ -827,7 +824,6 @@ class CopyOutHandler implements Handler {
     this.#coalesce = false;
     this.#inPlace = false;
     this.#reuse = false;
-    this.#lend = false;
     for (const { lease } of this.#held) unlease(lease);
     this.#held = [];
     this.#counts = [];
@@ -2236,7 +2232,7 @@ export class CopyOut implements AsyncIterable<Uint8Array> {
    */
   reusing(): AsyncIterable<Uint8Array> {
     if (!this.#coalesce) throw new TypeError("CopyOut.reusing() needs copyTo(sql, { coalesce: true })");
-    this.#h.lend();
+    this.#h.reuse();
     return { [Symbol.asyncIterator]: () => coalesced(this.#h, this.#rows, true) };
   }
   /**
