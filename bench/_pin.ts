@@ -12,7 +12,7 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 
 /** CPUs of the client side and of the server side. */
@@ -59,11 +59,40 @@ export function releasePin(postmasterPid: number): void {
   place(EVERY_CPU, EVERY_CPU, postmasterPid);
 }
 
+// /proc/<pid>/stat after the command name (in parentheses, may hold spaces): field 3 (state) is
+// index 0, 4 (ppid) index 1, cutime and cstime (16 and 17, clock ticks of 1/100 s) 13 and 14.
+function statFields(pid: number | string): string[] | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return s.slice(s.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined; // gone meanwhile
+  }
+}
+
 /** The parent of a process (a backend's parent is the postmaster), from /proc. */
 export function parentPid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name, which is in parentheses and may hold spaces: state, ppid, ...
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  const f = statFields(pid);
+  if (!f) throw new Error(`no process ${pid}`);
+  return Number(f[1]);
+}
+
+/**
+ * The CPU (user + system s) the server has spent serving connections: the postmaster's reaped
+ * children, so a backend's (or walsender's) time counts once it has exited. Waits first, up to
+ * 2 s, until no more than `idle` children are left (the background processes, which never exit).
+ * The difference over a run is what the server spent serving it. Why the benchmarks print it: a
+ * client that reads differently can make the same server work more for the same rows.
+ */
+export async function serverCpu(postmasterPid: number, idle: number): Promise<number> {
+  for (let i = 0; i < 40 && serverChildren(postmasterPid) > idle; i++) await new Promise((r) => setTimeout(r, 50));
+  const f = statFields(postmasterPid);
+  return f ? (Number(f[13]) + Number(f[14])) / 100 : NaN;
+}
+
+/** How many children the postmaster has now (call when the server is idle, for {@link serverCpu}). */
+export function serverChildren(postmasterPid: number): number {
+  return readdirSync("/proc").filter((d) => /^\d+$/.test(d) && statFields(d)?.[1] === String(postmasterPid)).length;
 }
 
 /** `cmd args` to run on the client's CPU when pinned (through taskset), else as given. */

@@ -34,11 +34,11 @@
  * @module
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump } from "../dump/mod.ts";
-import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv, releasePin } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv, releasePin, serverChildren, serverCpu as serverCpuOf } from "./_pin.ts";
 import { type ClusterInfo, type OwnedCluster, type OwnedServer, psql, psqlPath, serverBaseDir, startCluster, startServer, unavailable } from "../tests/_fixture/cluster.ts";
 
 const why = unavailable(15);
@@ -135,30 +135,11 @@ interface Run {
   server: number;
 }
 
-// /proc/<pid>/stat after the command name: field 4 (ppid) is index 1, cutime and cstime
-// (fields 16 and 17, in clock ticks of 1/100 s on Linux) are 13 and 14.
-const statFields = (pid: string) => {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return s.slice(s.lastIndexOf(")") + 2).split(" ");
-  } catch {
-    return undefined; // gone meanwhile
-  }
-};
-const backends = () => readdirSync("/proc").filter((d) => /^\d+$/.test(d) && statFields(d)?.[1] === String(postmaster)).length;
-const IDLE_BACKENDS = backends();
-/**
- * The CPU (user + system s) of the postmaster's reaped children: a backend's time is added when
- * it exits, so the difference over a run is what the server spent serving it, backends only
- * (the background processes never exit). Waits first, up to 2 s, for the run's backends to be
- * gone. Why it is printed: a one-job dump is bound by its backend, so a gap in wall time with
- * equal server CPU is time the backend waited (on a full socket, or for the next query).
- */
-async function serverCpu(): Promise<number> {
-  for (let i = 0; i < 40 && backends() > IDLE_BACKENDS; i++) await new Promise((r) => setTimeout(r, 50));
-  const f = statFields(String(postmaster));
-  return f ? (Number(f[13]) + Number(f[14])) / 100 : NaN;
-}
+const IDLE_BACKENDS = serverChildren(postmaster);
+// The server's CPU so far (bench/_pin.ts): a one-job dump is bound by its backend, so a gap in
+// wall time with equal server CPU is time the backend waited (on a full socket, or for the next
+// query).
+const serverCpu = () => serverCpuOf(postmaster, IDLE_BACKENDS);
 
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
 async function timePeer(cmd: string, pinned: boolean): Promise<Run> {

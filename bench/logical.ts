@@ -27,7 +27,7 @@
 import { spawnSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
-import { applyPin, describePin, onClientCpu, pinFromEnv } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, pinFromEnv, serverChildren, serverCpu } from "./_pin.ts";
 import { connect, type ConnectOptions } from "../pg/mod.ts";
 import { attemptFactory } from "../pg/client.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
@@ -142,10 +142,14 @@ try {
       }),
   };
   const best = { recv: { ms: Infinity, cpu: 0, n: 0 }, ours: { ms: Infinity, cpu: 0, n: 0 }, peer: { ms: Infinity, cpu: 0, n: 0 } };
-  const perRound: { r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number }[] = [];
+  const perRound: { r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number; server: number }[] = [];
+  // The walsender's CPU per change (it exits with its connection): a consumer that reads
+  // differently can make the same walsender work more per change.
+  const idle = serverChildren(c.pid);
   const us = (microseconds: number) => (microseconds / ROWS).toFixed(2);
   for (let r = 0; r < REPS; r++) {
     for (const k of contenders) {
+      const server0 = await serverCpu(c.pid, idle);
       const cpu0 = process.cpuUsage();
       const gc0 = gcMs;
       reads = readBytes = 0;
@@ -154,8 +158,9 @@ try {
       const took = ms(t);
       const cpu = process.cpuUsage(cpu0);
       if (n !== ROWS) throw new Error(`${k} delivered ${n} of ${ROWS} changes`);
+      const server = (await serverCpu(c.pid, idle)) - server0;
       if (took < best[k].ms) best[k] = { ms: took, cpu: (cpu.user + cpu.system) / 1000, n };
-      perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads });
+      perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads, server });
     }
   }
   const rate = (k: keyof typeof best) => ROWS / (best[k].ms / 1000);
@@ -163,13 +168,13 @@ try {
 
   say(describePin(PIN, "this process and pg_recvlogical"));
   say("");
-  say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read |");
-  say("|---|---|---|---|---|---|");
+  say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read | walsender CPU µs/change |");
+  say("|---|---|---|---|---|---|---|");
   const gcKnown = perRound.some((x) => x.gc > 0); // Deno and Bun do not report 'gc' entries
   for (const x of perRound) {
     const cpu = x.k === "recv" ? "–" : `${us(x.user)} / ${us(x.system)}`;
     const gc = x.k === "recv" || !gcKnown ? "–" : us(x.gc * 1000);
-    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} |`);
+    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} | ${us(x.server * 1e6)} |`);
   }
   say("");
   say("| consumer | changes/s | time | CPU of this process per change | pg-rdma's rate is |");

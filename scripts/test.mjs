@@ -64,6 +64,13 @@ delete env.FORCE_COLOR;
 const stopAll = () => Promise.all(started.map((c) => c.stop()));
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => stopAll().then(removeRunTmp).then(() => process.exit(130)));
 
+// The first match of `re` after the first occurrence of `marker` in `out`, within 2000 characters.
+function firstAfter(out, marker, re) {
+  const at = out.indexOf(marker);
+  if (at < 0) return undefined;
+  return re.exec(out.slice(at + marker.length, at + marker.length + 2000))?.[1];
+}
+
 const RUNNERS = {
   deno: {
     cmd: bin("deno"),
@@ -74,6 +81,9 @@ const RUNNERS = {
       if (m[3] || m[5]) throw new Error("deno counted test steps: write flat test() calls (no describe/t.test), so the three runners count alike");
       return { passed: +m[2], failed: +m[4], skipped: +(m[6] ?? 0) };
     },
+    failedNames: (out) => [...out.matchAll(/^(.+?) \.\.\. FAILED\b/gm)].map((m) => m[1]),
+    // deno's ERRORS section: "name => file:line:col", then "error: ...".
+    why: (out, t) => firstAfter(out, `${t} => `, /^error: (.+)$/m),
   },
   bun: {
     cmd: bin("bun"),
@@ -85,6 +95,13 @@ const RUNNERS = {
       r.skipped += n("todo") || 0;
       return r;
     },
+    failedNames: (out) => [...out.matchAll(/^\(fail\) (.+?)(?: \[[\d.]+m?s\])?$/gm)].map((m) => m[1]),
+    // bun prints the error above the "(fail)" line.
+    why: (out, t) => {
+      const at = out.indexOf(`(fail) ${t}`);
+      const before = out.slice(Math.max(0, at - 4000), at);
+      return [...before.matchAll(/^(error: .+|\w*Error\b.*)$/gm)].at(-1)?.[1];
+    },
   },
   node: {
     cmd: process.execPath,
@@ -95,6 +112,9 @@ const RUNNERS = {
       if (Number.isNaN(n("pass"))) return undefined;
       return { passed: n("pass"), failed: n("fail") + (n("cancelled") || 0), skipped: n("skipped") + (n("todo") || 0) };
     },
+    failedNames: (out) => [...out.matchAll(/^\s*✖ (.+?)(?: \([\d.]+m?s\))?$/gm)].map((m) => m[1]),
+    // the spec reporter indents the error's first line under the test's name.
+    why: (out, t) => firstAfter(out, `✖ ${t}`, /\n\s+(\S.*)/),
   },
 };
 
@@ -114,15 +134,23 @@ function runRuntime(name) {
     child.on("close", (code, signal) => {
       clearTimeout(limit);
       let counts;
+      // deno colours its summary even with NO_COLOR in some modes: read it without escapes.
+      // deno-lint-ignore no-control-regex
+      const clean = out.replace(/\x1b\[[0-9;]*m/g, "");
       try {
-        // deno colours its summary even with NO_COLOR in some modes: read it without escapes.
-        // deno-lint-ignore no-control-regex
-        counts = r.parse(out.replace(/\x1b\[[0-9;]*m/g, ""));
+        counts = r.parse(clean);
         if (!counts) failures.push(`${name}: no test summary found in its output`);
       } catch (e) {
         failures.push(`${name}: ${e.message}`);
       }
       counts ??= { passed: 0, failed: 1, skipped: 0 };
+      // The failed tests are named again in the summary: a CI log is often read from its tail.
+      const names = [...new Set(r.failedNames(clean))].filter((t) => !/^failing tests:?$/.test(t));
+      for (const t of names.slice(0, 20)) {
+        const why = r.why(clean, t)?.trim().slice(0, 300);
+        failures.push(`${name}: ${t}${why ? `\n    ${why}` : ""}`);
+      }
+      if (names.length > 20) failures.push(`${name}: and ${names.length - 20} more failed tests`);
       if (code !== 0 && counts.failed === 0) {
         counts.failed = 1;
         failures.push(`${name} exited with ${code ?? signal} without reporting a failed test`);
