@@ -80,19 +80,32 @@ export function parentPid(pid: number): number {
 /**
  * The CPU (user + system s) the server has spent serving connections: the postmaster's reaped
  * children, so a backend's (or walsender's) time counts once it has exited. Waits first, up to
- * 2 s, until no more than `idle` children are left (the background processes, which never exit).
- * The difference over a run is what the server spent serving it. Why the benchmarks print it: a
- * client that reads differently can make the same server work more for the same rows.
+ * 2 s, until none of its children is a client backend (a process title naming a client,
+ * `[local]` or `host(port)`) or one exiting or not reaped yet (no title; the background
+ * processes never exit and are not counted): a client's exit returns before its backend's.
+ * The difference over a run is what the server spent serving it. Why the benchmarks print it:
+ * a client that reads differently can make the same server work more for the same rows.
  */
-export async function serverCpu(postmasterPid: number, idle: number): Promise<number> {
-  for (let i = 0; i < 40 && serverChildren(postmasterPid) > idle; i++) await new Promise((r) => setTimeout(r, 50));
+export async function serverCpu(postmasterPid: number): Promise<number> {
+  for (let i = 0; i < 40 && clientBackends(postmasterPid) > 0; i++) await new Promise((r) => setTimeout(r, 50));
   const f = statFields(postmasterPid);
   return f ? (Number(f[13]) + Number(f[14])) / 100 : NaN;
 }
 
-/** How many children the postmaster has now (call when the server is idle, for {@link serverCpu}). */
-export function serverChildren(postmasterPid: number): number {
-  return readdirSync("/proc").filter((d) => /^\d+$/.test(d) && statFields(d)?.[1] === String(postmasterPid)).length;
+/** How many of the postmaster's children serve a client now (see {@link serverCpu}). */
+function clientBackends(postmasterPid: number): number {
+  let n = 0;
+  for (const d of readdirSync("/proc")) {
+    const f = /^\d+$/.test(d) ? statFields(d) : undefined;
+    if (f?.[1] !== String(postmasterPid)) continue;
+    // A backend that is exiting has already lost its title (its memory is gone), and once
+    // exited it is a zombie until the postmaster reaps it and adds its time.
+    try {
+      const title = readFileSync(`/proc/${d}/cmdline`, "latin1");
+      if (f[0] === "Z" || title === "" || /\[local\]|\(\d+\)/.test(title)) n++;
+    } catch { /* gone meanwhile */ }
+  }
+  return n;
 }
 
 /** `cmd args` to run on the client's CPU when pinned (through taskset), else as given. */

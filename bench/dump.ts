@@ -38,7 +38,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump } from "../dump/mod.ts";
-import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv, releasePin, serverChildren, serverCpu as serverCpuOf } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, parentPid, pinFromEnv, releasePin, serverCpu as serverCpuOf } from "./_pin.ts";
 import { type ClusterInfo, type OwnedCluster, type OwnedServer, psql, psqlPath, serverBaseDir, startCluster, startServer, unavailable } from "../tests/_fixture/cluster.ts";
 
 const why = unavailable(15);
@@ -135,11 +135,10 @@ interface Run {
   server: number;
 }
 
-const IDLE_BACKENDS = serverChildren(postmaster);
 // The server's CPU so far (bench/_pin.ts): a one-job dump is bound by its backend, so a gap in
 // wall time with equal server CPU is time the backend waited (on a full socket, or for the next
 // query).
-const serverCpu = () => serverCpuOf(postmaster, IDLE_BACKENDS);
+const serverCpu = () => serverCpuOf(postmaster);
 
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
 async function timePeer(cmd: string, pinned: boolean): Promise<Run> {

@@ -27,7 +27,7 @@
 import { spawnSync } from "node:child_process";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
-import { applyPin, describePin, onClientCpu, pinFromEnv, serverChildren, serverCpu } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, pinFromEnv, serverCpu } from "./_pin.ts";
 import { connect, type ConnectOptions } from "../pg/mod.ts";
 import { attemptFactory } from "../pg/client.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
@@ -145,11 +145,10 @@ try {
   const perRound: { r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number; server: number }[] = [];
   // The walsender's CPU per change (it exits with its connection): a consumer that reads
   // differently can make the same walsender work more per change.
-  const idle = serverChildren(c.pid);
   const us = (microseconds: number) => (microseconds / ROWS).toFixed(2);
   for (let r = 0; r < REPS; r++) {
     for (const k of contenders) {
-      const server0 = await serverCpu(c.pid, idle);
+      const server0 = await serverCpu(c.pid);
       const cpu0 = process.cpuUsage();
       const gc0 = gcMs;
       reads = readBytes = 0;
@@ -158,7 +157,7 @@ try {
       const took = ms(t);
       const cpu = process.cpuUsage(cpu0);
       if (n !== ROWS) throw new Error(`${k} delivered ${n} of ${ROWS} changes`);
-      const server = (await serverCpu(c.pid, idle)) - server0;
+      const server = (await serverCpu(c.pid)) - server0;
       if (took < best[k].ms) best[k] = { ms: took, cpu: (cpu.user + cpu.system) / 1000, n };
       perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads, server });
     }
