@@ -247,7 +247,10 @@ test("kernel provider: poll honours its timeout and returns 0 with nothing ready
   set.add(p.server, POLLIN);
   let t = performance.now();
   assert.equal(k.poll(set, 0), 0);
-  assert.ok(performance.now() - t < 20);
+  // Returns at once; the bound only has to tell "did not wait" from the 60 ms below on a loaded
+  // CI machine, where a descheduled process can lose tens of milliseconds.
+  const immediate = performance.now() - t;
+  assert.ok(immediate < 50, `poll(0) took ${immediate} ms`);
   t = performance.now();
   assert.equal(k.poll(set, 60), 0);
   const took = performance.now() - t;
