@@ -59,9 +59,12 @@ export function releasePin(postmasterPid: number): void {
   place(EVERY_CPU, EVERY_CPU, postmasterPid);
 }
 
-// /proc/<pid>/stat after the command name (in parentheses, may hold spaces): field 3 (state) is
-// index 0, 4 (ppid) index 1, cutime and cstime (16 and 17, clock ticks of 1/100 s) 13 and 14.
-function statFields(pid: number | string): string[] | undefined {
+/**
+ * /proc/<pid>/stat after the command name (in parentheses, may hold spaces), or undefined when
+ * the process is gone: field 3 (state) is index 0, 4 (ppid) index 1, cutime and cstime (16 and
+ * 17, clock ticks of 1/100 s) 13 and 14.
+ */
+export function statFields(pid: number | string): string[] | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, "utf8");
     return s.slice(s.lastIndexOf(")") + 2).split(" ");

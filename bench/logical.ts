@@ -20,14 +20,21 @@
  *
  * Run: `deno run -A bench/logical.ts [rows]`, `bun bench/logical.ts [rows]`,
  * `node dist/bench/logical.js [rows]` (after `npm run build`). Environment: `BENCH_PIN=A:B` or
- * `none`, `BENCH_DIAG=1` (bytes per socket read of pg-rdma), `BENCH_NO_LAG=1` (skip step 3).
+ * `none`, `BENCH_DIAG=1` (bytes per socket read of pg-rdma), `BENCH_NO_LAG=1` (skip step 3),
+ * `BENCH_REPS=n` (rounds, default 3).
+ *
+ * Every round also prints what couples the consumer to its walsender (Linux /proc): the
+ * consumer's sleeps (voluntary context switches of its main thread; pg_recvlogical's through
+ * /usr/bin/time), the walsender's CPU per change with its system part and its own sleeps (it
+ * sleeps when the socket to the consumer is full), and each CPU's busy / idle / steal share.
  *
  * @module
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
-import { applyPin, describePin, onClientCpu, pinFromEnv, serverCpu } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, pinFromEnv, serverCpu, statFields } from "./_pin.ts";
 import { connect, type ConnectOptions } from "../pg/mod.ts";
 import { attemptFactory } from "../pg/client.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
@@ -49,7 +56,8 @@ const say = (s: string) => {
   process.stdout.write(s + "\n");
 };
 
-const REPS = 3;
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+if (!Number.isInteger(REPS) || REPS < 1) throw new RangeError(`BENCH_REPS must be a positive integer, got ${process.env.BENCH_REPS}`);
 // Pinned (bench/_pin.ts; default "0:1" where there are two CPUs or more): this process and
 // pg_recvlogical on one CPU, the server (and so every walsender) on the other, the same for every
 // contender. Unpinned, the kernel often wakes the consumer on the walsender's CPU (a unix socket
@@ -84,6 +92,58 @@ const diagOptions: ConnectOptions = DIAG
     },
   }
   : {};
+// pg_recvlogical's voluntary context switches in its last run (from /usr/bin/time).
+let recvSwitches = [0, 0];
+// Voluntary and involuntary context switches of a process's main thread.
+function switches(pid: number | "self"): [number, number] {
+  try {
+    const s = readFileSync(`/proc/${pid}/status`, "utf8");
+    return [Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(s)![1]), Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s)![1])];
+  } catch {
+    return [NaN, NaN];
+  }
+}
+// Per-CPU jiffies from /proc/stat: [busy (user+nice+system+irq+softirq), idle (+iowait), steal].
+function cpuTimes(): number[][] {
+  const out: number[][] = [];
+  for (const line of readFileSync("/proc/stat", "utf8").split("\n")) {
+    const m = /^cpu(\d+) (.*)/.exec(line);
+    if (!m) continue;
+    const f = m[2].split(" ").map(Number);
+    out[Number(m[1])] = [f[0] + f[1] + f[2] + f[5] + f[6], f[3] + f[4], f[7]];
+  }
+  return out;
+}
+// System CPU (s) of the postmaster's reaped children (stat field 17, cstime).
+function childSystem(postmaster: number): number {
+  return Number(statFields(postmaster)?.[14]) / 100;
+}
+// Samples the context switches of the walsender that serves the run (the postmaster's child
+// whose title says walsender) every 20 ms; the returned function stops and gives the last sample.
+function watchWalsender(postmaster: number): () => [number, number] {
+  let pid = 0;
+  let last: [number, number] = [0, 0];
+  const find = () => {
+    for (const d of readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      if (statFields(d)?.[1] !== String(postmaster)) continue;
+      try {
+        if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes("walsender")) return Number(d);
+      } catch { /* gone */ }
+    }
+    return 0;
+  };
+  const timer = setInterval(() => {
+    if (pid === 0) pid = find();
+    if (pid === 0) return;
+    const v = switches(pid);
+    if (!Number.isNaN(v[0])) last = v;
+  }, 20);
+  return () => {
+    clearInterval(timer);
+    return last;
+  };
+}
 try {
   await psql(c, `CREATE DATABASE ${db}`);
   await q(`CREATE TABLE t (id int PRIMARY KEY, account bigint, status text, amount numeric(12,2), created timestamptz, note text);
@@ -104,15 +164,24 @@ try {
 
   const runs = {
     // pg_recvlogical: raw bytes to /dev/null, no decoding.
-    recv: (slot: string) => {
-      const bin = `${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
-      const r = spawnSync(...onClientCpu(PIN, bin, [
-        "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", db, "--slot", slot, "--start", "--no-loop",
-        "-E", endText, "-f", "/dev/null", "-o", "proto_version=1", "-o", "publication_names=pub",
-      ]), { encoding: "utf8" });
-      if (r.status !== 0) return Promise.reject(new Error(`pg_recvlogical failed: ${r.stderr}`));
-      return Promise.resolve(ROWS);
-    },
+    recv: (slot: string) =>
+      new Promise<number>((resolve, reject) => {
+        // Under /usr/bin/time for its voluntary context switches (its sleeps in select()).
+        const bin = `${"/usr/lib/postgresql/15/bin"}/pg_recvlogical`;
+        const [cmd, args] = onClientCpu(PIN, "/usr/bin/time", ["-f", "%w %c", bin,
+          "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", db, "--slot", slot, "--start", "--no-loop",
+          "-E", endText, "-f", "/dev/null", "-o", "proto_version=1", "-o", "publication_names=pub",
+        ]);
+        const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+        let err = "";
+        child.stderr!.on("data", (b) => (err += b));
+        child.on("error", reject);
+        child.on("close", (code) => {
+          if (code !== 0) return reject(new Error(`pg_recvlogical failed: ${err}`));
+          recvSwitches = err.trim().split("\n").at(-1)!.split(" ").map(Number);
+          resolve(ROWS);
+        });
+      }),
     // pg-rdma: every value decoded (pg/ types), every transaction acknowledged.
     ours: async (slot: string) => {
       let n = 0;
@@ -142,24 +211,36 @@ try {
       }),
   };
   const best = { recv: { ms: Infinity, cpu: 0, n: 0 }, ours: { ms: Infinity, cpu: 0, n: 0 }, peer: { ms: Infinity, cpu: 0, n: 0 } };
-  const perRound: { r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number; server: number }[] = [];
+  const perRound: {
+    r: number; k: (typeof contenders)[number]; rate: number; user: number; system: number; gc: number; perRead: number;
+    server: number; serverSys: number; sleeps: number; wsSleeps: number; wsPreempt: number; times: number[][]; preempted: number;
+  }[] = [];
   // The walsender's CPU per change (it exits with its connection): a consumer that reads
   // differently can make the same walsender work more per change.
   const us = (microseconds: number) => (microseconds / ROWS).toFixed(2);
   for (let r = 0; r < REPS; r++) {
     for (const k of contenders) {
       const server0 = await serverCpu(c.pid);
+      const sys0 = childSystem(c.pid);
       const cpu0 = process.cpuUsage();
       const gc0 = gcMs;
       reads = readBytes = 0;
+      const [sleeps0, preempt0] = switches("self");
+      const ws = watchWalsender(c.pid);
+      const times0 = cpuTimes();
       const t = performance.now();
       const n = await runs[k](`s_${k}_${r}`);
       const took = ms(t);
       const cpu = process.cpuUsage(cpu0);
+      const sleeps = k === "recv" ? recvSwitches[0] : switches("self")[0] - sleeps0;
+      const preempted = k === "recv" ? recvSwitches[1] : switches("self")[1] - preempt0;
+      const [wsSleeps, wsPreempt] = ws();
+      const times = cpuTimes().map((t, i) => t.map((v, j) => v - times0[i][j]));
       if (n !== ROWS) throw new Error(`${k} delivered ${n} of ${ROWS} changes`);
       const server = (await serverCpu(c.pid)) - server0;
+      const serverSys = childSystem(c.pid) - sys0;
       if (took < best[k].ms) best[k] = { ms: took, cpu: (cpu.user + cpu.system) / 1000, n };
-      perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads, server });
+      perRound.push({ r, k, rate: ROWS / (took / 1000), user: cpu.user, system: cpu.system, gc: gcMs - gc0, perRead: readBytes / reads, server, serverSys, sleeps, wsSleeps, wsPreempt, times, preempted });
     }
   }
   const rate = (k: keyof typeof best) => ROWS / (best[k].ms / 1000);
@@ -167,13 +248,18 @@ try {
 
   say(describePin(PIN, "this process and pg_recvlogical"));
   say("");
-  say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read | walsender CPU µs/change |");
-  say("|---|---|---|---|---|---|---|");
+  say("sleeps / preempted: voluntary / involuntary context switches of the consumer (its main thread) per 1 000 changes;");
+  say("walsender: its CPU per change (of which system), its context switches per 1 000 changes (sampled every 20 ms);");
+  say("CPUs: each CPU's busy / idle / steal % over the round (/proc/stat)");
+  say("");
+  say("| round | contender | changes/s | CPU µs/change user / system | GC µs/change | bytes per read | sleeps / preempted /1k | walsender CPU µs/change (sys) | walsender sleeps / preempted /1k | CPUs busy / idle / steal % |");
+  say("|---|---|---|---|---|---|---|---|---|---|");
   const gcKnown = perRound.some((x) => x.gc > 0); // Deno and Bun do not report 'gc' entries
   for (const x of perRound) {
     const cpu = x.k === "recv" ? "–" : `${us(x.user)} / ${us(x.system)}`;
     const gc = x.k === "recv" || !gcKnown ? "–" : us(x.gc * 1000);
-    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} | ${us(x.server * 1e6)} |`);
+    const k1 = (v: number) => ((v * 1000) / ROWS).toFixed(1);
+    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} | ${k1(x.sleeps)} / ${k1(x.preempted)} | ${us(x.server * 1e6)} (${us(x.serverSys * 1e6)}) | ${k1(x.wsSleeps)} / ${k1(x.wsPreempt)} | ${x.times.map((t) => { const sum = t[0] + t[1] + t[2] || 1; return t.map((v) => Math.round((100 * v) / sum)).join("/"); }).join(", ")} |`);
   }
   say("");
   say("| consumer | changes/s | time | CPU of this process per change | pg-rdma's rate is |");
