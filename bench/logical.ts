@@ -66,6 +66,8 @@ if (!Number.isInteger(REPS) || REPS < 1) throw new RangeError(`BENCH_REPS must b
 // (measured: Node, pinned 0:0 against 0:1).
 const PIN = pinFromEnv();
 // BENCH_DIAG=1: count the socket's reads for pg-rdma (an extra 'data' listener: slightly slower).
+// Only sockets that emit 'data' are counted (Bun's): in Node and Deno the client's own socket
+// reads through `onread` (pg/_receive.ts) and emits none, so the column says n/a there.
 const DIAG = process.env.BENCH_DIAG === "1";
 if (PIN) applyPin(PIN, c.pid);
 // Garbage collection time of this process where the runtime reports it (Node).
@@ -259,7 +261,7 @@ try {
     const cpu = x.k === "recv" ? "–" : `${us(x.user)} / ${us(x.system)}`;
     const gc = x.k === "recv" || !gcKnown ? "–" : us(x.gc * 1000);
     const k1 = (v: number) => ((v * 1000) / ROWS).toFixed(1);
-    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? `${fmt(x.perRead)} B` : "–"} | ${k1(x.sleeps)} / ${k1(x.preempted)} | ${us(x.server * 1e6)} (${us(x.serverSys * 1e6)}) | ${k1(x.wsSleeps)} / ${k1(x.wsPreempt)} | ${x.times.map((t) => { const sum = t[0] + t[1] + t[2] || 1; return t.map((v) => Math.round((100 * v) / sum)).join("/"); }).join(", ")} |`);
+    say(`| ${x.r + 1} | ${x.k} | ${fmt(x.rate)} | ${cpu} | ${gc} | ${DIAG && x.k === "ours" ? (Number.isFinite(x.perRead) ? `${fmt(x.perRead)} B` : "n/a (onread)") : "–"} | ${k1(x.sleeps)} / ${k1(x.preempted)} | ${us(x.server * 1e6)} (${us(x.serverSys * 1e6)}) | ${k1(x.wsSleeps)} / ${k1(x.wsPreempt)} | ${x.times.map((t) => { const sum = t[0] + t[1] + t[2] || 1; return t.map((v) => Math.round((100 * v) / sum)).join("/"); }).join(", ")} |`);
   }
   say("");
   say("| consumer | changes/s | time | CPU of this process per change | pg-rdma's rate is |");

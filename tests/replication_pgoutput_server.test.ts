@@ -339,7 +339,11 @@ for (const v of VERSIONS) {
     // 15 streams it and then aborts it.
     const abortedWhole = v < 18 ? 1 : 0;
     assert.equal(blocks.size, 3 + abortedWhole, "the large transactions were streamed");
-    for (const n of blocks.values()) assert.ok(n >= 2, "each in several blocks");
+    // Where a transaction is cut is the server's choice (its memory accounting at 64kB); they
+    // usually come in several blocks each, but once (PostgreSQL 15, in a full-suite run) one came
+    // in a single block. At least one in several blocks: Stream Start's firstSegment is false
+    // for its later blocks (checked above, block by block).
+    assert.ok([...blocks.values()].some((n) => n >= 2), `one in several blocks: ${JSON.stringify([...blocks.values()])}`);
     assert.equal(committed.length, 2);
     assert.equal(aborts.length, 1 + abortedWhole);
     assert.equal(aborts.filter((a) => a.subxid === a.xid).length, abortedWhole, "top-level abort");
