@@ -95,20 +95,24 @@ export async function serverCpu(postmasterPid: number): Promise<number> {
   return f ? (Number(f[13]) + Number(f[14])) / 100 : NaN;
 }
 
-/** How many of the postmaster's children serve a client now (see {@link serverCpu}). */
-function clientBackends(postmasterPid: number): number {
-  let n = 0;
+/** The postmaster's children now: pid, state (`/proc` stat field 3) and process title. */
+export function serverChildren(postmasterPid: number): { pid: number; state: string; title: string }[] {
+  const out: { pid: number; state: string; title: string }[] = [];
   for (const d of readdirSync("/proc")) {
     const f = /^\d+$/.test(d) ? statFields(d) : undefined;
     if (f?.[1] !== String(postmasterPid)) continue;
-    // A backend that is exiting has already lost its title (its memory is gone), and once
-    // exited it is a zombie until the postmaster reaps it and adds its time.
     try {
-      const title = readFileSync(`/proc/${d}/cmdline`, "latin1");
-      if (f[0] === "Z" || title === "" || /\[local\]|\(\d+\)/.test(title)) n++;
+      out.push({ pid: Number(d), state: f[0], title: readFileSync(`/proc/${d}/cmdline`, "latin1") });
     } catch { /* gone meanwhile */ }
   }
-  return n;
+  return out;
+}
+
+/** How many of the postmaster's children serve a client now (see {@link serverCpu}). */
+function clientBackends(postmasterPid: number): number {
+  // A backend that is exiting has already lost its title (its memory is gone), and once
+  // exited it is a zombie until the postmaster reaps it and adds its time.
+  return serverChildren(postmasterPid).filter((c) => c.state === "Z" || c.title === "" || /\[local\]|\(\d+\)/.test(c.title)).length;
 }
 
 /** `cmd args` to run on the client's CPU when pinned (through taskset), else as given. */

@@ -31,10 +31,10 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { PerformanceObserver } from "node:perf_hooks";
 import { psql, startCluster } from "../tests/_fixture/cluster.ts";
-import { applyPin, describePin, onClientCpu, pinFromEnv, serverCpu, statFields } from "./_pin.ts";
+import { applyPin, describePin, onClientCpu, pinFromEnv, serverChildren, serverCpu, statFields } from "./_pin.ts";
 import { connect, type ConnectOptions } from "../pg/mod.ts";
 import { attemptFactory } from "../pg/client.ts";
 import { logicalReplication, parseLsn } from "../replication/mod.ts";
@@ -125,16 +125,7 @@ function childSystem(postmaster: number): number {
 function watchWalsender(postmaster: number): () => [number, number] {
   let pid = 0;
   let last: [number, number] = [0, 0];
-  const find = () => {
-    for (const d of readdirSync("/proc")) {
-      if (!/^\d+$/.test(d)) continue;
-      if (statFields(d)?.[1] !== String(postmaster)) continue;
-      try {
-        if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes("walsender")) return Number(d);
-      } catch { /* gone */ }
-    }
-    return 0;
-  };
+  const find = () => serverChildren(postmaster).find((p) => p.title.includes("walsender"))?.pid ?? 0;
   const timer = setInterval(() => {
     if (pid === 0) pid = find();
     if (pid === 0) return;
