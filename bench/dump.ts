@@ -23,6 +23,14 @@
  * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`; `narrow` and `wides`
  * split the plain case into the 200 narrow tables and the 4 wide ones).
  *
+ * The one-connection cases also print each side's COPY time as the server saw it: with
+ * `log_min_duration_statement = 0`, the server log gives every table's COPY duration (from the
+ * statement's start until its last row is sent; the backend's work and its waits on the
+ * socket), whoever reads it. Summed over the tables, each table's best round: a dump takes
+ * minutes of a shared VM's time, on which one table's COPY now and then runs 1.5× slower for
+ * reasons of the host's (seen with every client alike), and a whole-dump best or median keeps
+ * such a slowdown where a per-table best drops it.
+ *
  * Pinning (bench/_pin.ts, `BENCH_PIN`, default `0:1`) where it is fair to both sides: the cases
  * with one connection (plain, one table) run this process and the peer's tool on one CPU, the
  * server on the other; unpinned, where the kernel placed the client beside its backend decided
@@ -33,8 +41,9 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { dump } from "../dump/mod.ts";
@@ -86,6 +95,10 @@ const c = server;
 const db = DB;
 const conninfo = `host=${c.socketDir} port=${c.port} user=postgres dbname=${db}`;
 const PIN = pinFromEnv();
+// Every statement's duration in the server log (see the module doc and copyTimes()).
+for (const set of ["log_min_duration_statement = 0", "log_line_prefix = '%m [%p] '"]) await psql(c, `ALTER SYSTEM SET ${set}`);
+await psql(c, "SELECT pg_reload_conf()");
+const serverLog = join(c.baseDir, "server.log");
 const postmaster = parentPid(Number((await psql(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")).trim()));
 /** Pins the two sides (the one-connection cases), or lets every process run on any CPU again. */
 function place(pinned: boolean): void {
@@ -133,6 +146,42 @@ interface Run {
   sys: number;
   /** CPU seconds of the server's backends that served the run (see {@link serverCpu}). */
   server: number;
+  /** Each table's COPY duration in ms, from the server log (see {@link copyTimes}). */
+  copies: Map<string, number>;
+}
+
+/** The server log's size now: where the next run's lines start. */
+const logMark = () => statSync(serverLog).size;
+
+/**
+ * The COPY ... TO STDOUT durations the server logged since `from`, by table (schema and quotes
+ * dropped: `COPY "public"."wide_0" (...)`, pg_dump's `COPY public.wide_0 (...)` and psql's
+ * `COPY wide_0` name the same table).
+ */
+function copyTimes(from: number): Map<string, number> {
+  const fd = openSync(serverLog, "r");
+  let text: string;
+  try {
+    const b = Buffer.alloc(statSync(serverLog).size - from);
+    readSync(fd, b, 0, b.length, from);
+    text = b.toString("utf8");
+  } finally {
+    closeSync(fd);
+  }
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(/duration: ([\d.]+) ms {2}statement: COPY (\S+)/g)) {
+    out.set(m[2].replaceAll('"', "").replace(/^public\./, ""), Number(m[1]));
+  }
+  return out;
+}
+
+/** Per table, the best of these runs' COPY durations, summed (ms). */
+function bestCopies(runs: Run[]): number {
+  const best = new Map<string, number>();
+  for (const r of runs) for (const [t, ms] of r.copies) best.set(t, Math.min(best.get(t) ?? Infinity, ms));
+  let sum = 0;
+  for (const ms of best.values()) sum += ms;
+  return sum;
 }
 
 // The server's CPU so far (bench/_pin.ts): a one-job dump is bound by its backend, so a gap in
@@ -143,6 +192,7 @@ const serverCpu = () => serverCpuOf(postmaster);
 /** Runs a peer command through sh, whose `times` reports the CPU its children used. */
 async function timePeer(cmd: string, pinned: boolean): Promise<Run> {
   const s0 = await serverCpu();
+  const mark = logMark();
   const t = performance.now();
   const [run, args] = onClientCpu(pinned ? PIN : undefined, "sh", ["-c", `${cmd} && times`]);
   const r = spawnSync(run, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
@@ -151,17 +201,18 @@ async function timePeer(cmd: string, pinned: boolean): Promise<Run> {
   // `times`: the shell's user and system time, then its children's ("0m1.234s 0m0.567s").
   const line = r.stdout.trim().split("\n").at(-1) ?? "";
   const secs = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]));
-  return { ms, cpu: secs.reduce((a, b) => a + b, 0), sys: secs[1] ?? 0, server: (await serverCpu()) - s0 };
+  return { ms, cpu: secs.reduce((a, b) => a + b, 0), sys: secs[1] ?? 0, server: (await serverCpu()) - s0, copies: copyTimes(mark) };
 }
 
 async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
   const s0 = await serverCpu();
+  const mark = logMark();
   const t = performance.now();
   const u = process.cpuUsage();
   await fn();
   const d = process.cpuUsage(u);
   const ms = performance.now() - t;
-  return { ms, cpu: (d.user + d.system) / 1e6, sys: d.system / 1e6, server: (await serverCpu()) - s0 };
+  return { ms, cpu: (d.user + d.system) / 1e6, sys: d.system / 1e6, server: (await serverCpu()) - s0, copies: copyTimes(mark) };
 }
 
 const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
@@ -240,11 +291,19 @@ const median = (xs: number[]) => {
 const f2 = (ms: number) => (ms / 1000).toFixed(2);
 const cpu = (runs: Run[]) => `${median(runs.map((r) => r.cpu)).toFixed(2)} (${median(runs.map((r) => r.sys)).toFixed(2)})`;
 const srv = (runs: Run[]) => median(runs.map((r) => r.server)).toFixed(2);
+/** The COPY column: one-connection cases only (4 jobs' COPYs overlap, and their sum is no time). */
+const copies = (k: Case, ours: Run[], peer: Run[]) => {
+  if (!k.pinned) return "–";
+  const [o, p] = [bestCopies(ours), bestCopies(peer)];
+  const [no, np] = [ours[0].copies.size, peer[0].copies.size];
+  if (no !== np) return `tables differ: ${no} / ${np}`;
+  return `${f2(o)} / ${f2(p)} (${(o / p).toFixed(2)})`;
+};
 console.log(`\n${ROUNDS} rounds per case, ours first in even rounds, the peer first in odd ones, after ${WARMUP} untimed; one-connection cases ${describePin(PIN, "this process and the peer's tool")}, 4-job cases not pinned\n`);
 console.log(
-  "| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) | server CPU s ours / peer, medians |",
+  "| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) | server CPU s ours / peer, medians | COPY s (server log), per-table bests summed, ours / peer (ratio) |",
 );
-console.log("|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|");
 for (const k of cases) {
   place(k.pinned);
   // Untimed, both sides once: the first dumps after the database was copied in paid up to
@@ -268,13 +327,14 @@ for (const k of cases) {
   }
   k.clean();
   // Every round, for the spread behind best and median (stderr: the table stays one block).
-  const each = (runs: Run[]) => runs.map((r) => `${f2(r.ms)} (${(r.cpu - r.sys).toFixed(2)}+${r.sys.toFixed(2)}, server ${r.server.toFixed(2)})`).join(", ");
-  console.error(`${k.name}: s (CPU user+system s, server CPU s) per round, ours ${each(ours)}; peer ${each(peer)}`);
+  const copySum = (r: Run) => [...r.copies.values()].reduce((a, b) => a + b, 0);
+  const each = (runs: Run[]) => runs.map((r) => `${f2(r.ms)} (${(r.cpu - r.sys).toFixed(2)}+${r.sys.toFixed(2)}, server ${r.server.toFixed(2)}, COPY ${f2(copySum(r))})`).join(", ");
+  console.error(`${k.name}: s (CPU user+system s, server CPU s, COPY s in the server log) per round, ours ${each(ours)}; peer ${each(peer)}`);
   const o = ours.map((r) => r.ms);
   const p = peer.map((r) => r.ms);
   console.log(`| ${k.name} | ${f2(Math.min(...o))} / ${f2(median(o))} | ${f2(Math.min(...p))} / ${f2(median(p))} | ${(Math.min(...o) / Math.min(...p)).toFixed(2)} | ${
     (median(o) / median(p)).toFixed(2)
-  } | ${cpu(ours)} / ${cpu(peer)} | ${srv(ours)} / ${srv(peer)} |`);
+  } | ${cpu(ours)} / ${cpu(peer)} | ${srv(ours)} / ${srv(peer)} | ${copies(k, ours, peer)} |`);
 }
 rmSync(work, { recursive: true, force: true });
 await server.stop();

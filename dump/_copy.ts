@@ -1,6 +1,6 @@
 // What the leader and every data worker (in-process or on a worker thread) share: the session
 // settings of a dump connection and the COPY of one table into a sink.
-import { type Client, connect, type ConnectOptions, type ConnInfo, PostgresError } from "../pg/mod.ts";
+import { type Client, connect, type ConnectOptions, type ConnInfo, type CopyOut, PostgresError } from "../pg/mod.ts";
 import type { TableData } from "./_catalog.ts";
 import { qualify } from "./_quote.ts";
 import type { Sink } from "./_sink.ts";
@@ -60,8 +60,35 @@ export async function open(conninfo: ConnTarget, options: ConnectOptions): Promi
 }
 
 
-/** COPY one table to a sink, reporting progress; errors name the table. */
-export async function copyTable(c: Client, t: TableData, sink: Sink, o: { onProgress?: (p: TableProgress) => void | Promise<void> }): Promise<TableSummary> {
+/** A table's COPY sent and not yet read: see {@link startCopy}. */
+export interface StartedCopy {
+  copy: CopyOut;
+  chunks: AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Sends the COPY of one table; {@link copyTable} reads it. A dump of tables one after another
+ * sends the next table's COPY before it reads the current one, so the server starts it the
+ * moment the current one ends instead of after a round trip through the client (pg_dump waits
+ * for each). Its rows then wait in the client, bounded by the COPY's high-water mark (the socket
+ * is paused past it). If a table fails, the transaction is aborted and the COPY queued behind it
+ * fails too, unread: the error reported is the first table's.
+ */
+export function startCopy(c: Client, t: TableData): StartedCopy {
+  // Chunks join many rows (one CopyData message each), counted by the client as it frames
+  // them. They live in reused memory: the sink copies or writes each before the next is read.
+  const copy = c.copyTo(`COPY ${qualify(t.schema, t.name)} ${t.columns} TO STDOUT`, { coalesce: true });
+  return { copy, chunks: copy.reusing() };
+}
+
+/** COPY one table to a sink (sent now, or by {@link startCopy} before), reporting progress; errors name the table. */
+export async function copyTable(
+  c: Client,
+  t: TableData,
+  sink: Sink,
+  o: { onProgress?: (p: TableProgress) => void | Promise<void> },
+  started?: StartedCopy,
+): Promise<TableSummary> {
   const target = qualify(t.schema, t.name);
   const start = performance.now();
   let rows = 0;
@@ -71,10 +98,8 @@ export async function copyTable(c: Client, t: TableData, sink: Sink, o: { onProg
     o.onProgress?.({ schema: t.schema, table: t.name, rows, bytes, estimatedRows: t.estimatedRows, estimatedBytes: t.estimatedBytes, done });
   try {
     await report(false);
-    // Chunks join many rows (one CopyData message each), counted by the client as it frames
-    // them. They live in reused memory: the sink copies or writes each before the next is read.
-    const copy = c.copyTo(`COPY ${target} ${t.columns} TO STDOUT`, { coalesce: true });
-    for await (const chunk of copy.reusing()) {
+    const { copy, chunks } = started ?? startCopy(c, t);
+    for await (const chunk of chunks) {
       rows = copy.rows;
       bytes += chunk.length;
       const p = sink.write(chunk);

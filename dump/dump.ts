@@ -6,7 +6,7 @@ import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import type { Client, ConnectOptions } from "../pg/mod.ts";
-import { type ConnTarget, copyTable, DumpError, open, type TableProgress, type TableSummary } from "./_copy.ts";
+import { type ConnTarget, copyTable, DumpError, open, startCopy, type StartedCopy, type TableProgress, type TableSummary } from "./_copy.ts";
 import { type Catalog, readCatalog, type SelectOptions, type TableData, type TocEntry } from "./_catalog.ts";
 import { commentSafe, qualify, quoteLiteral } from "./_quote.ts";
 import { checkCompression, type Compression, FileSink, Sink } from "./_sink.ts";
@@ -271,10 +271,16 @@ async function writePlain(c: Client, cat: Catalog, tables: TableData[], o: DumpO
     await w(`--\n-- PostgreSQL database dump (pg-rdma)\n--\n\n-- Dumped from database version ${server}\n\n${PREAMBLE.join("\n")}\n\n`);
     const entries = (list: TocEntry[]) => list.reduce((p, e) => p.then(() => w(header(e) + e.sql + "\n")), Promise.resolve());
     if (!o.dataOnly) await entries(cat.preData);
-    for (const t of tables) {
+    // Each table's COPY is sent before the previous one is read (startCopy): no round trip
+    // between tables.
+    let next = tables.length > 0 ? startCopy(c, tables[0]) : undefined;
+    for (let i = 0; i < tables.length; i++) {
+      const t = tables[i];
+      const started = next;
+      next = i + 1 < tables.length ? startCopy(c, tables[i + 1]) : undefined;
       const target = qualify(t.schema, t.name);
       await w(header({ kind: "TABLE DATA", schema: t.schema, name: t.name }) + `COPY ${target} ${t.columns} FROM stdin;\n`);
-      out.push(await copyTable(c, t, sink, o));
+      out.push(await copyTable(c, t, sink, o, started));
       await w("\\.\n\n");
     }
     if (!o.schemaOnly) await entries(cat.sequenceValues);
@@ -366,12 +372,20 @@ async function inProcess(
   let next = 0;
   let failed: unknown;
   const open: FileSink[] = [];
+  // The leader alone (jobs=1): each table's COPY is sent before the one before is read, as in a
+  // plain dump. With workers, a worker takes a table only when it is free (a table sent ahead
+  // would wait behind the worker's current one while another worker idles).
+  let ahead: StartedCopy | undefined;
   await Promise.all(pool.map(async (c) => {
     while (next < order.length && failed === undefined) {
       const { t, i } = order[next++];
-      const sink = await FileSink.open(join(dir, `${i + 1}${ext}`), compression, o.compressionLevel);
-      open.push(sink);
+      const started = c === leader ? ahead ?? startCopy(c, t) : undefined;
+      ahead = c === leader && next < order.length ? startCopy(c, order[next].t) : undefined;
       try {
+        // In the try: a file that cannot be opened fails the dump like any table does (the
+        // other workers stopped, every file opened removed).
+        const sink = await FileSink.open(join(dir, `${i + 1}${ext}`), compression, o.compressionLevel);
+        open.push(sink);
         if (c !== leader) {
           // NOWAIT: if someone queued a conflicting lock behind the leader's, waiting here
           // would deadlock against the leader (pg_dump does the same).
@@ -384,7 +398,7 @@ async function inProcess(
             });
           }
         }
-        results[i] = await copyTable(c, t, sink, o);
+        results[i] = await copyTable(c, t, sink, o, started);
         await sink.commit();
       } catch (e) {
         if (failed === undefined) {

@@ -122,6 +122,47 @@ for (const v of VERSIONS) {
     assert.equal(s.rows, 4);
   });
 
+  test(`dump() sends a table's COPY before it reads the one before (plain, and directory with one job): the server is on table b while a's first progress report waits, and the output has both (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "dumppipe");
+    // Never analysed (autovacuum off), so both estimates are 0 and the directory format takes
+    // them in name order too (its order is by estimated size).
+    await psql(c, `CREATE TABLE a (x int) WITH (autovacuum_enabled = off); INSERT INTO a VALUES (1);
+      CREATE TABLE b (x int, t text) WITH (autovacuum_enabled = off); INSERT INTO b SELECT g, repeat('y', 200) FROM generate_series(1, 200000) g`, { database: db });
+    for (const format of ["plain", "directory"] as const) {
+      const file = join(work, `pipe-${v}-${format}`);
+      let running = "";
+      const s = await dump(conn(c, db), {
+        ...base,
+        format,
+        file,
+        onProgress: async (p) => {
+          if (p.table !== "a" || p.done || p.rows !== 0) return;
+          // Before a is read at all, the dump's backend has run a's COPY and is in b's (waiting
+          // on the full socket: b is 40 MB). Sent one at a time, it would be idle here.
+          for (let i = 0; i < 100 && !running.startsWith('COPY "public"."b"'); i++) {
+            if (i) await new Promise((r) => setTimeout(r, 50));
+            running = (await psql(c, `SELECT query FROM pg_stat_activity WHERE datname = '${db}' AND state = 'active' AND query LIKE 'COPY %'`, { database: db })).trim();
+          }
+        },
+      });
+      assert.match(running, /^COPY "public"\."b"/, `${format}: the backend was not in b's COPY while a's first report waited (it ran ${JSON.stringify(running)})`);
+      assert.equal(s.rows, 200001);
+      const rowB = "\t" + "y".repeat(200);
+      if (format === "plain") {
+        const text = readFileSync(file, "utf8");
+        const at = [text.indexOf('COPY "public"."a" ("x") FROM stdin;\n1\n\\.\n'), text.indexOf('COPY "public"."b" ("x", "t") FROM stdin;\n1' + rowB + "\n")];
+        assert.ok(at[0] > 0 && at[1] > at[0], `a at ${at[0]}, b at ${at[1]}`);
+        assert.equal(text.slice(at[1]).split("\n").filter((l) => l.endsWith(rowB)).length, 200000);
+      } else {
+        assert.equal(tableData(file, "a"), "1\n");
+        const lines = tableData(file, "b").split("\n");
+        assert.equal(lines.length, 200001); // and the empty string after the last newline
+        assert.ok(lines.slice(0, -1).every((l, i) => l === `${i + 1}${rowB}`));
+      }
+    }
+  });
+
   test(`dump() holds ACCESS SHARE locks so a concurrent DROP TABLE waits (lock_timeout on the DROP side) (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
     const c = await cluster(v);
     const db = await createDatabase(c, "dumplock");
