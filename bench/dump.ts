@@ -8,8 +8,9 @@
  *   starts its own server on a fresh copy;
  * - ours `dump()` plain, jobs 1, against `pg_dump --data-only -f` (Debian 15);
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
- *   either side; pg_dump -Fd would gzip by default): the jobs as connections of this process
- *   (the default), and in worker processes (`processes: true`);
+ *   either side; pg_dump -Fd would gzip by default; both fsync every file and the directory, as
+ *   each does by default): the jobs as connections of this process (the default), and in worker
+ *   processes (`processes: true`);
  * - one wide table: ours (`dump -t`, plain, to a file, and to `/dev/null` as the peer writes)
  *   against `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *

@@ -9,6 +9,8 @@
  *   (`DIR/schema.table.csv`, ...), all read in one snapshot, for pipelines (pg-rdma's own).
  * - Selection and consistency as pg_dump: `-n/-N/-t/-T` patterns, `--exclude-table-data`,
  *   `-a/-s`, `--snapshot`, `--serializable-deferrable`, `-O`, `-x`, `-Z gzip[:N]`.
+ * - Durability as pg_dump: a directory dump (and the per-table files) is fsynced, files and
+ *   directory, before the command exits, unless `--no-sync`; a plain file is not.
  * - `restore -d DB [-j N] DIR`: restores a directory dump; `-l` lists its contents.
  * - Progress (bytes, per table) on stderr with `--verbose`, or on a terminal; SIGINT/SIGTERM
  *   stop the dump or restore through its `signal`: workers stopped, connections closed, no
@@ -38,6 +40,7 @@ import { EXIT, UsageError } from "./_args.ts";
 import { COMPRESSION_EXTENSIONS, parseCompression as parseCompressionSpec } from "../compress/mod.ts";
 import type { CommandContext } from "./_commands.ts";
 import { libraryConnection, openConnection } from "./_connect.ts";
+import { fsyncPath } from "../replication/_fsync.ts";
 
 const list = (v: unknown) => (Array.isArray(v) ? (v as string[]) : []);
 
@@ -156,6 +159,7 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
     schemaOnly: v["schema-only"] === true,
     compression,
     ...(level !== undefined ? { compressionLevel: level } : {}),
+    sync: v["no-sync"] !== true,
     onProgress: progress.onProgress,
     onWarning: (m) => ctx.info(`warning: ${m}`),
   };
@@ -235,7 +239,7 @@ async function streamDump(
           bytes += step.value.length;
           progress.onProgress({ schema, table: name, rows: 0, bytes, estimatedRows: -1, estimatedBytes: 0, done: false });
         }
-        await fh.sync();
+        if (v["no-sync"] !== true) await fh.sync();
       } catch (e) {
         await fh.close();
         rmSync(partial, { force: true });
@@ -246,6 +250,8 @@ async function streamDump(
       renameSync(partial, base);
       ctx.debug(`dumped table ${schema}.${name}: ${bytes} bytes`);
     }
+    // The renames reach the disk with the directory (as pg_dump -Fd fsyncs its directory).
+    if (v["no-sync"] !== true) fsyncPath(dir);
     await client.simpleQuery("COMMIT");
     progress.finish();
   } catch (e) {

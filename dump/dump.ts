@@ -2,7 +2,7 @@
 // caller's), ACCESS SHARE locks on every dumped table before the catalog is read, data read with
 // COPY ... TO STDOUT by a pool of workers sharing the snapshot (pg_export_snapshot + SET
 // TRANSACTION SNAPSHOT, as pg_dump -j does), largest tables first.
-import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import type { Client, ConnectOptions } from "../pg/mod.ts";
@@ -10,6 +10,7 @@ import { type ConnTarget, copyTable, DumpError, open, startCopy, type StartedCop
 import { type Catalog, readCatalog, type SelectOptions, type TableData, type TocEntry } from "./_catalog.ts";
 import { commentSafe, qualify, quoteLiteral } from "./_quote.ts";
 import { checkCompression, type Compression, FileSink, Sink } from "./_sink.ts";
+import { fsyncAll, fsyncPath } from "../replication/_fsync.ts";
 import { COMPRESSION_EXTENSIONS } from "../compress/mod.ts";
 import { type Job, ProcessPool } from "./_pool.ts";
 
@@ -63,6 +64,12 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
   dataOnly?: boolean;
   /** Only the schema (pg_dump's -s). */
   schemaOnly?: boolean;
+  /**
+   * Directory format: fsync every data file, toc.json and the directory before the dump
+   * resolves, as pg_dump -Fd does (default true; false is pg_dump's `--no-sync`). A plain file is
+   * not fsynced, as pg_dump does not fsync one either.
+   */
+  sync?: boolean;
   /** Compression of the output: gzip (level 0-9), lz4 (0-1) or zstd (1-22); see compress/. */
   compression?: Compression;
   compressionLevel?: number;
@@ -347,10 +354,14 @@ async function writeDirectory(
     dataOnly: !!o.dataOnly,
     schemaOnly: !!o.schemaOnly,
   };
-  // toc.json last: a directory without it is not a finished dump.
+  // toc.json last: a directory without it is not a finished dump. With `sync`, the data is on
+  // disk before toc.json is, and toc.json (its rename included: the directory) before we return.
+  const sync = o.sync !== false;
+  if (sync) await fsyncAll(toc.data.map((d) => join(dir, d.file)));
   await writeFile(join(dir, "toc.json.partial"), JSON.stringify(toc, null, 1));
+  if (sync) fsyncPath(join(dir, "toc.json.partial"));
   await rename(join(dir, "toc.json.partial"), join(dir, "toc.json"));
-  await rm(join(dir, "toc.json.partial"), { force: true });
+  if (sync) fsyncPath(dir);
   return results;
 }
 

@@ -14,7 +14,6 @@
 import {
   closeSync,
   existsSync,
-  fsync,
   fsyncSync,
   lstatSync,
   mkdirSync,
@@ -37,6 +36,7 @@ import { quoteLiteral, ReplicationError } from "./_slots.ts";
 import { TAR_END, type TarEntry, tarHeader, tarPadding, TarReader, type TarSink } from "./_tar.ts";
 import { replicationConnInfo } from "./_wal_stream.ts";
 import { compressionOf, WalReceiver } from "./wal_receiver.ts";
+import { fsyncAll, fsyncPath } from "./_fsync.ts";
 
 /** Client-side compression methods of tar output (pg_basebackup 15 `-Z`). */
 export type BackupCompressionMethod = "gzip" | "lz4" | "zstd";
@@ -137,38 +137,6 @@ export interface BaseBackupResult {
 }
 
 const MANIFEST = "backup_manifest";
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Files fsynced at once at most by {@link fsyncAll}: the device gets several flushes queued. */
-const FSYNC_PARALLEL = 8;
-
-/**
- * fsyncs every file of `paths`, several at a time on the runtime's thread pool, as pg_basebackup
- * does at the end of a backup (fsync_pgdata) rather than one by one while receiving: a 1 GiB
- * relation segment's flush would stall the stream for seconds.
- */
-async function fsyncAll(paths: string[]): Promise<void> {
-  let next = 0;
-  const one = async (): Promise<void> => {
-    while (next < paths.length) {
-      const fd = openSync(paths[next++], "r");
-      try {
-        await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
-      } finally {
-        closeSync(fd);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(FSYNC_PARALLEL, paths.length) }, one));
-}
 
 /** Checks a member name is a relative path that stays inside its archive's directory. */
 function safeJoin(root: string, name: string): string {

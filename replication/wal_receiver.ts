@@ -32,6 +32,7 @@ import { formatLsn } from "./_pgoutput.ts";
 import { PhysicalStream, type PhysicalStreamOptions, type StartContext } from "./_wal_stream.ts";
 import { ReplicationError } from "./_slots.ts";
 import { parseSegmentFileName, segmentName } from "./_wal_segment.ts";
+import { fsyncPath } from "./_fsync.ts";
 
 export type { PhysicalStreamOptions } from "./_wal_stream.ts";
 
@@ -77,15 +78,6 @@ export interface WalReceiverResult {
   timeline: number;
   /** Complete segments written by this run. */
   segments: number;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /**
@@ -153,7 +145,7 @@ class SegmentWriter {
       ftruncateSync(fd, this.#segSize);
       if (this.#sync) {
         fsyncSync(fd);
-        fsyncDir(this.#dir);
+        fsyncPath(this.#dir);
       }
     }
     this.#fd = fd;
@@ -216,7 +208,7 @@ class SegmentWriter {
       renameSync(tmp, `${to}${ext}`);
       unlinkSync(from);
     } else if (from !== to) renameSync(from, to);
-    if (this.#sync) fsyncDir(this.#dir);
+    if (this.#sync) fsyncPath(this.#dir);
     this.flushed = this.written;
     this.completed++;
     this.onSegment?.({ name: this.#name, timeline: this.#tli, startLsn: this.#segno * BigInt(this.#segSize) });
@@ -243,7 +235,7 @@ class SegmentWriter {
       closeSync(f);
     }
     renameSync(`${path}.tmp`, path);
-    if (this.#sync) fsyncDir(this.#dir);
+    if (this.#sync) fsyncPath(this.#dir);
   }
 }
 

@@ -3,8 +3,8 @@
 // directory dump restored in parallel, per-table stream formats, and usage errors.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { execFile, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, type ClusterInfo, createDatabase, psql, psqlPath, unavailable, VERSIONS } from "./_fixture/cluster.ts";
@@ -127,6 +127,42 @@ for (const v of VERSIONS) {
     }
   });
 }
+
+// strace shows each fsync with the path of its descriptor (-y): what a directory dump made durable.
+const strace = spawnSync("strace", ["-V"]).status === 0 ? "strace" : undefined;
+
+test("dump -Fd and -F csv fsync every file and the directory before exiting (toc.json before its rename), and with --no-sync none of them (strace)", {
+  skip: unavailable(15) ?? (strace ? undefined : "strace not installed (apt-get install strace)"),
+}, async () => {
+  const c = await cluster(15);
+  const src = await createDatabase(c, "dsync");
+  await psql(c, "CREATE TABLE a (x int); INSERT INTO a VALUES (1); CREATE TABLE b (y text); INSERT INTO b VALUES ('z')", { database: src });
+  const root = realpathSync(mkdtempSync(join(tmpdir(), "pg-rdma-dsync-")));
+  try {
+    for (const [format, noSync] of [["d", false], ["d", true], ["csv", false], ["csv", true]] as const) {
+      const dir = join(root, `${format}-${noSync}`);
+      const log = join(root, `strace-${format}-${noSync}.txt`);
+      const r = await run(strace!, ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", log, exe, ...baseArgs, "dump", ...conn(c), "-F", format, "-f", dir, ...(noSync ? ["--no-sync"] : []), src]);
+      assert.equal(r.code, 0, r.err);
+      // A call that overlaps another thread's is logged in two parts ("<unfinished ...>", then
+      // "resumed"): the path is on the first. A failed fsync fails the command.
+      const synced = [...readFileSync(log, "utf8").matchAll(/\b(?:fsync|fdatasync)\(\d+<([^>]*)>/g)].map((m) => m[1]);
+      const inDir = synced.filter((p) => p === dir || p.startsWith(dir + "/"));
+      if (noSync) {
+        assert.deepEqual(inDir, [], `${format} --no-sync`);
+        continue;
+      }
+      const files = format === "d"
+        ? [...JSON.parse(readFileSync(join(dir, "toc.json"), "utf8")).data.map((d: { file: string }) => join(dir, d.file)), join(dir, "toc.json.partial")]
+        : ["public.a.csv", "public.b.csv"].map((f) => join(dir, f + ".partial"));
+      for (const f of [...files, dir]) assert.ok(inDir.includes(f), `${format}: ${f} not fsynced; fsynced: ${inDir.join(", ")}`);
+      // The directory last: the renames are what it makes durable.
+      assert.equal(inDir.at(-1), dir, `${format}: ${inDir.join(", ")}`);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
 
 test("dump stops on SIGINT while it waits for a table lock: exit 130, no output file left complete", { skip: unavailable(15) && unavailable(18) ? "no PostgreSQL" : undefined }, async () => {
   const c = await cluster(unavailable(15) ? 18 : 15);
