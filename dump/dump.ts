@@ -66,8 +66,9 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
   schemaOnly?: boolean;
   /**
    * Directory format: fsync every data file, toc.json and the directory before the dump
-   * resolves, as pg_dump -Fd does (default true; false is pg_dump's `--no-sync`). A plain file is
-   * not fsynced, as pg_dump does not fsync one either.
+   * resolves, as pg_dump -Fd does (default true; false is pg_dump's `--no-sync`). In-process jobs
+   * fsync each data file as soon as its table is written, while the others are being dumped. A
+   * plain file is not fsynced, as pg_dump does not fsync one either.
    */
   sync?: boolean;
   /** Compression of the output: gzip (level 0-9), lz4 (0-1) or zstd (1-22); see compress/. */
@@ -337,8 +338,14 @@ async function writeDirectory(
   // Largest first over the pool, so one big table does not start last and finish alone.
   const order = tables.map((t, i) => ({ t, i })).sort((a, b) => b.t.estimatedBytes - a.t.estimatedBytes || b.t.estimatedRows - a.t.estimatedRows || a.i - b.i);
   const results: TableSummary[] = new Array(tables.length);
+  // With `sync`, the in-process jobs fsync each data file on the thread pool as soon as its table
+  // is written, while the other tables are still being dumped (the disk is idle until the end
+  // otherwise; pg_dump fsyncs everything at the end). Each settles to its error, if any.
+  const sync = o.sync !== false;
+  const early = new Map<number, Promise<unknown>>();
+  const written = (i: number) => void early.set(i, fsyncAll([join(dir, `${i + 1}${ext}`)]).then(() => undefined, (e) => e));
   if (run) await run(order, results, dir, ext);
-  else await inProcess(leader, workers, order, results, dir, ext, compression, o);
+  else await inProcess(leader, workers, order, results, dir, ext, compression, o, sync ? written : undefined);
   await leader.simpleQuery("COMMIT");
   const toc: DirectoryToc = {
     format: "pg-rdma-dump",
@@ -356,8 +363,10 @@ async function writeDirectory(
   };
   // toc.json last: a directory without it is not a finished dump. With `sync`, the data is on
   // disk before toc.json is, and toc.json (its rename included: the directory) before we return.
-  const sync = o.sync !== false;
-  if (sync) await fsyncAll(toc.data.map((d) => join(dir, d.file)));
+  if (sync) {
+    for (const e of await Promise.all(early.values())) if (e) throw e;
+    await fsyncAll(toc.data.filter((_, i) => !early.has(i)).map((d) => join(dir, d.file)));
+  }
   await writeFile(join(dir, "toc.json.partial"), JSON.stringify(toc, null, 1));
   if (sync) fsyncPath(join(dir, "toc.json.partial"));
   await rename(join(dir, "toc.json.partial"), join(dir, "toc.json"));
@@ -378,6 +387,7 @@ async function inProcess(
   ext: string,
   compression: Compression,
   o: DumpOptions,
+  written?: (i: number) => void,
 ): Promise<void> {
   const pool = workers.length ? workers : [leader];
   let next = 0;
@@ -411,6 +421,7 @@ async function inProcess(
         }
         results[i] = await copyTable(c, t, sink, o, started);
         await sink.commit();
+        written?.(i);
       } catch (e) {
         if (failed === undefined) {
           failed = e;
