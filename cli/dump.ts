@@ -188,6 +188,7 @@ async function streamDump(
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new UsageError(`output directory "${dir}" exists and is not empty`, { command: "dump" });
   }
+  const sync = v["no-sync"] !== true;
   const client = await openConnection(ctx);
   const progress = tableProgress(ctx, "dump");
   try {
@@ -239,7 +240,7 @@ async function streamDump(
           bytes += step.value.length;
           progress.onProgress({ schema, table: name, rows: 0, bytes, estimatedRows: -1, estimatedBytes: 0, done: false });
         }
-        if (v["no-sync"] !== true) await fh.sync();
+        if (sync) await fh.sync();
       } catch (e) {
         await fh.close();
         rmSync(partial, { force: true });
@@ -251,7 +252,7 @@ async function streamDump(
       ctx.debug(`dumped table ${schema}.${name}: ${bytes} bytes`);
     }
     // The renames reach the disk with the directory (as pg_dump -Fd fsyncs its directory).
-    if (v["no-sync"] !== true) fsyncPath(dir);
+    if (sync) fsyncPath(dir);
     await client.simpleQuery("COMMIT");
     progress.finish();
   } catch (e) {

@@ -343,7 +343,7 @@ async function writeDirectory(
   // otherwise; pg_dump fsyncs everything at the end). Each settles to its error, if any.
   const sync = o.sync !== false;
   const early = new Map<number, Promise<unknown>>();
-  const written = (i: number) => void early.set(i, fsyncAll([join(dir, `${i + 1}${ext}`)]).then(() => undefined, (e) => e));
+  const written = (i: number, path: string) => void early.set(i, fsyncAll([path]).then(() => undefined, (e) => e));
   if (run) await run(order, results, dir, ext);
   else await inProcess(leader, workers, order, results, dir, ext, compression, o, sync ? written : undefined);
   await leader.simpleQuery("COMMIT");
@@ -387,7 +387,7 @@ async function inProcess(
   ext: string,
   compression: Compression,
   o: DumpOptions,
-  written?: (i: number) => void,
+  written?: (i: number, path: string) => void,
 ): Promise<void> {
   const pool = workers.length ? workers : [leader];
   let next = 0;
@@ -421,7 +421,7 @@ async function inProcess(
         }
         results[i] = await copyTable(c, t, sink, o, started);
         await sink.commit();
-        written?.(i);
+        written?.(i, sink.path);
       } catch (e) {
         if (failed === undefined) {
           failed = e;
