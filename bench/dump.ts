@@ -10,7 +10,8 @@
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
  *   either side; pg_dump -Fd would gzip by default; both fsync every file and the directory, as
  *   each does by default): the jobs as connections of this process (the default), and in worker
- *   processes (`processes: true`);
+ *   processes (`processes: true`); ours with its default binary COPY data files, and with text
+ *   ones as pg_dump's (`jobstext`);
  * - one wide table: ours (`dump -t`, plain, to a file, and to `/dev/null` as the peer writes)
  *   against `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *
@@ -21,7 +22,7 @@
  * reaped children), since a one-job dump is bound by its backend. Before them,
  * `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both sides once: the first dumps
  * after the database is copied in pay up to twice the system time.
- * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,procs,wide,widenull`; `narrow` and `wides`
+ * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,jobstext,procs,wide,widenull`; `narrow` and `wides`
  * split the plain case into the 200 narrow tables and the 4 wide ones).
  *
  * The one-connection cases also print each side's COPY time as the server saw it: with
@@ -218,7 +219,7 @@ async function timeOurs(fn: () => Promise<unknown>): Promise<Run> {
 
 const ROUNDS = Number(process.env.DUMP_BENCH_ROUNDS ?? 2);
 const WARMUP = Number(process.env.DUMP_BENCH_WARMUP ?? 1);
-const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,procs,wide,widenull").split(","));
+const CASES = new Set((process.env.DUMP_BENCH_CASES ?? "plain,jobs,jobstext,procs,wide,widenull").split(","));
 const pg = `-h ${c.socketDir} -p ${c.port} -U postgres`;
 const out = (name: string) => join(work, name);
 // Old outputs are removed before each run: replacing a large file costs its unlink in the kernel.
@@ -255,12 +256,14 @@ for (const [key, pattern] of [["narrow", "narrow_*"], ["wides", "wide_*"]] as co
   });
 }
 const peer4 = `${bin}/pg_dump ${pg} --data-only -Fd -j 4 -Z 0 -f ${out("pgdump.dir")} ${db}`;
-for (const processes of [false, true]) {
-  if (!CASES.has(processes ? "procs" : "jobs")) continue;
+// Ours writes binary COPY data files by default (every table of this database allows it); `jobstext`
+// gives ours pg_dump's text COPY files, like for like.
+for (const [key, processes, dataFormat] of [["jobs", false, "binary"], ["jobstext", false, "text"], ["procs", true, "binary"]] as const) {
+  if (!CASES.has(key)) continue;
   cases.push({
-    name: `directory, 4 jobs${processes ? " in worker processes" : ""} (pg_dump -Fd -j 4 -Z 0)`,
+    name: `directory, 4 jobs${processes ? " in worker processes" : ""}, ${dataFormat} data files (pg_dump -Fd -j 4 -Z 0)`,
     pinned: false,
-    ours: () => dump(conninfo, { ...opts, format: "directory", file: out("ours.dir"), jobs: 4, dataOnly: true, processes }),
+    ours: () => dump(conninfo, { ...opts, format: "directory", file: out("ours.dir"), jobs: 4, dataOnly: true, processes, dataFormat }),
     peer: peer4,
     clean: () => (fresh("ours.dir"), fresh("pgdump.dir")),
   });

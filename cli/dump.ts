@@ -126,6 +126,9 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
   if (v["data-only"] && v["schema-only"]) {
     throw new UsageError("options -s/--schema-only and -a/--data-only cannot be used together", { command: cmd });
   }
+  if (v["data-format"] !== undefined && format !== "directory") {
+    throw new UsageError("--data-format applies to the directory format (-Fd) only", { command: cmd });
+  }
   const lockWait = v["lock-wait-timeout"] === undefined ? undefined : Number(v["lock-wait-timeout"]);
   if (lockWait !== undefined && !(Number.isInteger(lockWait) && lockWait >= 0)) {
     throw new UsageError(`invalid --lock-wait-timeout "${String(v["lock-wait-timeout"])}" (milliseconds)`, { command: cmd });
@@ -159,6 +162,7 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
     schemaOnly: v["schema-only"] === true,
     compression,
     ...(level !== undefined ? { compressionLevel: level } : {}),
+    ...(v["data-format"] !== undefined ? { dataFormat: v["data-format"] as "text" | "binary" } : {}),
     sync: v["no-sync"] !== true,
     onProgress: progress.onProgress,
     onWarning: (m) => ctx.info(`warning: ${m}`),
@@ -304,7 +308,7 @@ export async function restoreCommand(ctx: CommandContext): Promise<number> {
     ];
     const entry = (e: { kind: string; schema: string; name: string }) => `${e.kind} ${e.schema || "-"} ${e.name}`;
     for (const e of toc.preData) out.push(entry(e));
-    for (const d of toc.data) out.push(`TABLE DATA ${d.schema} ${d.table}`);
+    for (const d of toc.data) out.push(`TABLE DATA ${d.schema} ${d.table}${d.format === "binary" ? " (binary)" : ""}`);
     for (const e of toc.sequenceValues) out.push(entry(e));
     for (const e of toc.postData) out.push(entry(e));
     ctx.stdout.write(out.join("\n") + "\n");

@@ -32,6 +32,8 @@ export interface TableData {
   estimatedRows: number;
   /** pg_class.relpages × block size. */
   estimatedBytes: number;
+  /** Copied in binary COPY (a directory dump's choice, see {@link binaryCopyable}); text otherwise. */
+  binary?: boolean;
 }
 
 /** The selection options the catalog reader needs. */
@@ -694,5 +696,44 @@ async function sortPreData(c: Client, pre: PreObject[], compositeOf: Map<number,
     done.add(p.key);
     out.push(p.entry);
   }
+  return out;
+}
+
+/**
+ * The tables of `data` whose rows can travel in binary COPY and be read back into a database
+ * made from the dump. Every type their copied columns use, and every type those are made of
+ * (a domain's base, an array's element, a composite's columns, a range's subtype), must have
+ * binary send and receive functions; the binary form must not name by OID a type of the
+ * database's own (OID 16384 and up: an array's element type, a composite's column types, which
+ * array_recv and record_recv check and a restore creates anew under other OIDs); and no column
+ * may hold an OID alias (regclass, regtype, ...), whose binary form is the OID itself where the
+ * text form is the name a restore resolves again.
+ */
+export async function binaryCopyable(c: Client, data: readonly TableData[]): Promise<Set<number>> {
+  if (!data.length) return new Set();
+  const multirange = Number(str((await rows(c, "SELECT pg_catalog.current_setting('server_version_num') AS v"))[0].v)) >= 140000;
+  const bad = await rows(
+    c,
+    `WITH RECURSIVE t(rel, typ, named) AS (
+        SELECT a.attrelid, a.atttypid, false FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = ANY($1::pg_catalog.oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      UNION
+        SELECT t.rel, s.typ, s.named FROM t JOIN pg_catalog.pg_type y ON y.oid = t.typ
+         CROSS JOIN LATERAL (
+           SELECT y.typbasetype, false WHERE y.typbasetype <> 0
+           UNION ALL SELECT y.typelem, true WHERE y.typelem <> 0 AND y.typlen = -1
+           UNION ALL SELECT a.atttypid, true FROM pg_catalog.pg_attribute a
+                      WHERE y.typrelid <> 0 AND a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+           UNION ALL SELECT r.rngsubtype, false FROM pg_catalog.pg_range r WHERE r.rngtypid = y.oid
+           ${multirange ? "UNION ALL SELECT r.rngtypid, false FROM pg_catalog.pg_range r WHERE r.rngmultitypid = y.oid" : ""}
+         ) s(typ, named)
+    )
+    SELECT DISTINCT t.rel FROM t JOIN pg_catalog.pg_type y ON y.oid = t.typ
+     WHERE y.typsend::pg_catalog.oid = 0 OR y.typreceive::pg_catalog.oid = 0
+        OR (t.named AND t.typ >= 16384) OR (y.oid < 16384 AND y.typname OPERATOR(pg_catalog.~) '^reg')`,
+    [`{${data.map((t) => t.oid).join(",")}}`],
+  );
+  const out = new Set(data.map((t) => t.oid));
+  for (const r of bad) out.delete(Number(r.rel));
   return out;
 }

@@ -20,7 +20,7 @@ export class DumpError extends Error {
 export interface TableProgress {
   schema: string;
   table: string;
-  /** Rows and bytes (COPY text) written so far. */
+  /** Rows and bytes (of COPY data, text or binary) written so far. */
   rows: number;
   bytes: number;
   /** From pg_class: reltuples (-1 when never analysed) and relpages × block size. */
@@ -77,7 +77,7 @@ export interface StartedCopy {
 export function startCopy(c: Client, t: TableData): StartedCopy {
   // Chunks join many rows (one CopyData message each), counted by the client as it frames
   // them. They live in reused memory: the sink copies or writes each before the next is read.
-  const copy = c.copyTo(`COPY ${qualify(t.schema, t.name)} ${t.columns} TO STDOUT`, { coalesce: true });
+  const copy = c.copyTo(`COPY ${qualify(t.schema, t.name)} ${t.columns} TO STDOUT${t.binary ? " (FORMAT binary)" : ""}`, { coalesce: true });
   return { copy, chunks: copy.reusing() };
 }
 
@@ -100,6 +100,7 @@ export async function copyTable(
     await report(false);
     const { copy, chunks } = started ?? startCopy(c, t);
     for await (const chunk of chunks) {
+      // One CopyData per row (in binary, the header rides with the first and the trailer comes alone).
       rows = copy.rows;
       bytes += chunk.length;
       const p = sink.write(chunk);
@@ -110,6 +111,7 @@ export async function copyTable(
         if (q) await q;
       }
     }
+    rows = copy.result?.rowCount ?? rows;
     await report(true);
   } catch (e) {
     if (e instanceof DumpError) throw e;

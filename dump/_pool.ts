@@ -23,6 +23,8 @@ export interface PoolOptions {
   password?: string;
   onProgress?: (p: TableProgress) => void | Promise<void>;
   compressionLevel?: number;
+  /** The files will be fsynced: the workers flush them in the background as they write. */
+  sync?: boolean;
 }
 
 /** The argv that starts a worker process of the running runtime. */
@@ -158,7 +160,7 @@ export class ProcessPool {
         if (this.#done === order.length) return resolve();
         if (m.job || next >= order.length) return;
         const { t, i } = order[next++];
-        m.job = { type: "table", index: i, table: t, path: path({ t, i }), compression, level: this.#o.compressionLevel, target: qualify(t.schema, t.name) };
+        m.job = { type: "table", index: i, table: t, path: path({ t, i }), compression, level: this.#o.compressionLevel, sync: this.#o.sync === true, target: qualify(t.schema, t.name) };
         const { target: _, ...job } = m.job;
         m.child.stdin!.write(JSON.stringify(job) + "\n");
       };

@@ -4,7 +4,7 @@
 // as pg_dump -j gets its own processes, and a stuck or failing worker can be killed outright.
 //
 // One JSON message per line. Parent → worker on stdin: the WorkerInit first, then
-// {type:"table", index, table, path, compression, level}; end of stdin means stop (close and
+// {type:"table", index, table, path, compression, level, sync}; end of stdin means stop (close and
 // exit). Worker → parent on stdout: {type:"ready"} | {type:"progress", p} |
 // {type:"done", index, summary} | {type:"error", index, message, object} (index -1: the worker
 // could not start).
@@ -33,6 +33,8 @@ export interface WorkerTable {
   path: string;
   compression: Compression;
   level?: number;
+  /** The parent fsyncs the file afterwards: flush it in the background while writing. */
+  sync?: boolean;
 }
 
 /** What a worker says. */
@@ -65,7 +67,7 @@ async function main(): Promise<void> {
       } catch (e) {
         throw new DumpError(`could not obtain a lock on table ${target}: another session waits for a conflicting lock (${(e as Error).message})`, { object: target });
       }
-      sink = await FileSink.open(m.path, m.compression, m.level);
+      sink = await FileSink.open(m.path, m.compression, m.level, m.sync === true);
       const onProgress = init!.progress ? (p: TableProgress) => send({ type: "progress", p }) : undefined;
       const summary = await copyTable(c, t, sink, { onProgress });
       await sink.commit();

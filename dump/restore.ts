@@ -51,7 +51,12 @@ export async function readToc(dir: string): Promise<DirectoryToc> {
   } catch (e) {
     throw new DumpError(`${join(dir, "toc.json")} is not valid JSON`, { cause: e });
   }
-  if (toc?.format !== "pg-rdma-dump" || toc.version !== 1) throw new DumpError(`${join(dir, "toc.json")} is not a pg-rdma dump table of contents (version 1)`);
+  if (toc?.format !== "pg-rdma-dump" || (toc.version !== 1 && toc.version !== 2)) {
+    throw new DumpError(`${join(dir, "toc.json")} is not a pg-rdma dump table of contents (version 1 or 2)`);
+  }
+  for (const d of toc.data ?? []) {
+    if (d.format !== undefined && d.format !== "binary") throw new DumpError(`${join(dir, "toc.json")}: table data ${d.schema}.${d.table} has an unknown format ${JSON.stringify(d.format)}`);
+  }
   return toc;
 }
 
@@ -145,12 +150,20 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
         copying.set(c, src);
         if (signal?.aborted) src.destroy(new Error("aborted"));
         try {
-          const r = await c.copyFrom(`COPY ${target} ${d.columns} FROM STDIN`, src);
+          const r = await c.copyFrom(`COPY ${target} ${d.columns} FROM STDIN${d.format === "binary" ? " (FORMAT binary)" : ""}`, src);
           rows += r.rowCount ?? 0;
           await progress(true, r.rowCount ?? 0);
         } catch (e) {
           src.destroy();
-          throw new DumpError(`restoring the data of table ${target} failed: ${(e as Error).message}`, { cause: e, object: target });
+          // The server's context names the line and column of the file. A binary file read into
+          // a column of another type (a data-only restore into a table that differs) fails with
+          // a malformed value: say what to do.
+          const { code, where } = e as { code?: unknown; where?: unknown };
+          const at = typeof where === "string" && where ? ` (${where})` : "";
+          const hint = d.format === "binary" && (code === "22P03" || code === "42804" || code === "08P01")
+            ? "; the data file is binary COPY, which loads only into the column types it was dumped from: dump with dataFormat \"text\" (--data-format text) to load it into others"
+            : "";
+          throw new DumpError(`restoring the data of table ${target} failed: ${(e as Error).message}${at}${hint}`, { cause: e, object: target });
         } finally {
           copying.delete(c);
         }

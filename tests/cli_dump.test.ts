@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, type ClusterInfo, createDatabase, psql, psqlPath, unavailable, VERSIONS } from "./_fixture/cluster.ts";
@@ -92,12 +92,23 @@ for (const v of VERSIONS) {
       assert.ok(existsSync(join(out, "toc.json")));
       const l = await run(exe, [...baseArgs, "restore", "-l", out]);
       assert.equal(l.code, 0, l.err);
-      assert.match(l.out, /^TABLE DATA app items$/m);
+      assert.match(l.out, /^TABLE DATA app items \(binary\)$/m);
       assert.ok(!l.out.includes("skipme"));
       const dst = await createDatabase(c, "drest");
       const r = await cli(c, "restore", ["-d", dst, "-j", "2", out]);
       assert.equal(r.code, 0, r.err);
       assert.equal(await psql(c, FINGERPRINT, { database: dst }), await psql(c, FINGERPRINT, { database: src }));
+      // --data-format text: pg_dump's text COPY in every file, and the same restore.
+      const outText = join(dir, "t");
+      const t = await cli(c, "dump", ["-Fd", "--data-format", "text", "-f", outText, "-T", "public.skipme", src]);
+      assert.equal(t.code, 0, t.err);
+      const lt = await run(exe, [...baseArgs, "restore", "-l", outText]);
+      assert.match(lt.out, /^TABLE DATA app items$/m);
+      assert.match(readFileSync(join(outText, "toc.json"), "utf8"), /"version": 1,/);
+      const dstText = await createDatabase(c, "drest");
+      const rt = await cli(c, "restore", ["-d", dstText, outText]);
+      assert.equal(rt.code, 0, rt.err);
+      assert.equal(await psql(c, FINGERPRINT, { database: dstText }), await psql(c, FINGERPRINT, { database: src }));
       assert.equal((await psql(c, "SELECT to_regclass('public.skipme') IS NULL", { database: dst })).trim(), "t");
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -131,23 +142,27 @@ for (const v of VERSIONS) {
 // strace shows each fsync with the path of its descriptor (-y): what a directory dump made durable.
 const strace = spawnSync("strace", ["-V"]).status === 0 ? "strace" : undefined;
 
-test("dump -Fd and -F csv fsync every file and the directory before exiting (toc.json before its rename), and with --no-sync none of them (strace)", {
+test("dump -Fd and -F csv fsync every file and the directory before exiting (toc.json before its rename), with --no-sync none of them, and -Fd flushes a large file while writing it (strace)", {
   skip: unavailable(15) ?? (strace ? undefined : "strace not installed (apt-get install strace)"),
 }, async () => {
   const c = await cluster(15);
   const src = await createDatabase(c, "dsync");
-  await psql(c, "CREATE TABLE a (x int); INSERT INTO a VALUES (1); CREATE TABLE b (y text); INSERT INTO b VALUES ('z')", { database: src });
+  // big: over 64 MiB of COPY text, which a synced directory dump flushes while writing it.
+  await psql(c, "CREATE TABLE a (x int); INSERT INTO a VALUES (1); CREATE TABLE b (y text); INSERT INTO b VALUES ('z'); CREATE TABLE big AS SELECT repeat('x', 1000) AS t FROM generate_series(1, 72000)", { database: src });
   const root = realpathSync(mkdtempSync(join(tmpdir(), "pg-rdma-dsync-")));
+  // The fsync-family calls on the files of `dir`, in order: [call, path].
+  const traced = async (dir: string, name: string, args: string[]) => {
+    const log = join(root, `strace-${name}.txt`);
+    const r = await run(strace!, ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", log, exe, ...baseArgs, "dump", ...conn(c), "-f", dir, ...args, src]);
+    assert.equal(r.code, 0, r.err);
+    // A call that overlaps another thread's is logged in two parts ("<unfinished ...>", then
+    // "resumed"): the path is on the first. A failed fsync fails the command.
+    return [...readFileSync(log, "utf8").matchAll(/\b(fsync|fdatasync)\(\d+<([^>]*)>/g)].map((m) => [m[1], m[2]]).filter(([, p]) => p === dir || p.startsWith(dir + "/"));
+  };
   try {
     for (const [format, noSync] of [["d", false], ["d", true], ["csv", false], ["csv", true]] as const) {
       const dir = join(root, `${format}-${noSync}`);
-      const log = join(root, `strace-${format}-${noSync}.txt`);
-      const r = await run(strace!, ["-f", "-y", "-e", "trace=fsync,fdatasync", "-o", log, exe, ...baseArgs, "dump", ...conn(c), "-F", format, "-f", dir, ...(noSync ? ["--no-sync"] : []), src]);
-      assert.equal(r.code, 0, r.err);
-      // A call that overlaps another thread's is logged in two parts ("<unfinished ...>", then
-      // "resumed"): the path is on the first. A failed fsync fails the command.
-      const synced = [...readFileSync(log, "utf8").matchAll(/\b(?:fsync|fdatasync)\(\d+<([^>]*)>/g)].map((m) => m[1]);
-      const inDir = synced.filter((p) => p === dir || p.startsWith(dir + "/"));
+      const inDir = (await traced(dir, `${format}-${noSync}`, ["-F", format, "-t", "a", "-t", "b", ...(noSync ? ["--no-sync"] : [])])).map(([, p]) => p);
       if (noSync) {
         assert.deepEqual(inDir, [], `${format} --no-sync`);
         continue;
@@ -159,6 +174,15 @@ test("dump -Fd and -F csv fsync every file and the directory before exiting (toc
       // The directory last: the renames are what it makes durable.
       assert.equal(inDir.at(-1), dir, `${format}: ${inDir.join(", ")}`);
     }
+    // A table over 64 MiB: its file is flushed (fdatasync) while it is being written, as
+    // `<file>.partial`, and fsynced under its final name once written.
+    const dir = join(root, "big");
+    const calls = await traced(dir, "big", ["-F", "d", "-t", "big"]);
+    const data = join(dir, "1.dat");
+    const ahead = calls.findIndex(([call, p]) => call === "fdatasync" && p === data + ".partial");
+    assert.ok(ahead >= 0, `no flush while writing: ${calls.map((x) => x.join(" ")).join(", ")}`);
+    assert.ok(calls.findIndex(([call, p]) => call === "fsync" && p === data) > ahead, calls.map((x) => x.join(" ")).join(", "));
+    assert.equal(statSync(data).size > 64 * 1024 * 1024, true);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -202,6 +226,8 @@ test("dump and restore refuse contradictory options with usage errors (exit 2)",
     [["dump", "-j", "2", "-f", "/tmp/x.sql", "db"], /needs the directory format/],
     [["dump", "-a", "-s", "db"], /cannot be used together/],
     [["dump", "-F", "csv", "db"], /needs an output directory/],
+    [["dump", "--data-format", "binary", "-f", "/tmp/x.sql", "db"], /--data-format applies to the directory format/],
+    [["dump", "-Fd", "--data-format", "csv", "-f", "/tmp/x.dir", "db"], /data-format/],
     [["restore", "/tmp/nowhere"], /-d\/--dbname and -l\/--list/],
     [["restore", "-d", "db", "--clean", "/tmp/nowhere"], /--clean is not supported yet/],
   ] as const) {

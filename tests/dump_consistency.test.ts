@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, VERSIONS } from "./_fixture/cluster.ts";
 import { connect, PostgresError } from "../pg/mod.ts";
-import { dump, DumpError, restore, type TableProgress } from "../dump/mod.ts";
+import { dump, DumpError, readToc, restore, type TableProgress } from "../dump/mod.ts";
 import { TRANSPORTS } from "./_fixture/transports.ts";
 
 const homeDir = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
@@ -32,12 +32,33 @@ function tally(copyText: string): { n: number; sum: number } {
   return { n, sum };
 }
 
-/** The data of one table from a directory dump. */
+/**
+ * The data of one table from a directory dump, as COPY text. A binary file (the default where
+ * the types allow) is read back for the tables of these tests: int columns (4-byte values) and
+ * text longer than 4 bytes.
+ */
 function tableData(dir: string, table: string): string {
   const toc = JSON.parse(readFileSync(join(dir, "toc.json"), "utf8"));
   const d = toc.data.find((x: { table: string }) => x.table === table);
   const raw = readFileSync(join(dir, d.file));
-  return (d.file.endsWith(".gz") ? gunzipSync(raw) : raw).toString();
+  const data = d.file.endsWith(".gz") ? gunzipSync(raw) : raw;
+  if (d.format !== "binary") return data.toString();
+  assert.equal(data.subarray(0, 11).toString("latin1"), "PGCOPY\n\xff\r\n\0");
+  let at = 19 + data.readInt32BE(15);
+  let out = "";
+  for (let n = data.readInt16BE(at); n !== -1; n = data.readInt16BE(at)) {
+    at += 2;
+    const fields: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const len = data.readInt32BE(at);
+      at += 4;
+      fields.push(len === -1 ? "\\N" : len === 4 ? String(data.readInt32BE(at)) : data.toString("utf8", at, at + len));
+      at += Math.max(len, 0);
+    }
+    out += fields.join("\t") + "\n";
+  }
+  assert.equal(at + 2, data.length, "the trailer ends the file");
+  return out;
 }
 
 for (const v of VERSIONS) {
@@ -322,6 +343,32 @@ for (const v of VERSIONS) {
         n = (await psql(c, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${dst}' AND pid <> pg_backend_pid()`, { database: dst })).trim();
       }
       assert.equal(n, "0", `restore jobs=${jobs}: sessions left`);
+    }
+  });
+
+  test(`restore() of a binary data file into a column of another type fails naming the table, the column and the way out; the text format loads it (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "binmis");
+    await psql(c, "CREATE TABLE t (id int, s text); INSERT INTO t VALUES (1, 'one'), (2, NULL)", { database: db });
+    for (const dataFormat of ["binary", "text"] as const) {
+      const dir = join(work, `binmis-${v}-${dataFormat}`);
+      await dump(conn(c, db), { ...base, format: "directory", file: dir, dataFormat });
+      assert.equal((await readToc(dir)).data[0].format, dataFormat === "binary" ? "binary" : undefined);
+      const dst = await createDatabase(c, "binmis");
+      await psql(c, "CREATE TABLE t (id bigint, s text)", { database: dst });
+      const p = restore(dir, conn(c, dst), { ...base, dataOnly: true });
+      if (dataFormat === "text") {
+        assert.equal((await p).rows, 2);
+        assert.equal((await psql(c, "SELECT string_agg(id || ':' || coalesce(s, '-'), ',' ORDER BY id) FROM t", { database: dst })).trim(), "1:one,2:-");
+        continue;
+      }
+      await assert.rejects(p, (e: unknown) => {
+        assert.ok(e instanceof DumpError, String(e));
+        assert.match(e.message, /^restoring the data of table "public"\."t" failed: .*\(COPY t, line 1, column id\b.*binary COPY.*--data-format text/s);
+        assert.equal(e.object, '"public"."t"');
+        return true;
+      });
+      assert.equal((await psql(c, "SELECT count(*) FROM t", { database: dst })).trim(), "0");
     }
   });
 
