@@ -10,8 +10,8 @@
  * - ours directory format with 4 jobs against `pg_dump -Fd -j 4 -Z 0` (no compression on
  *   either side; pg_dump -Fd would gzip by default; both fsync every file and the directory, as
  *   each does by default): the jobs as connections of this process (the default), and in worker
- *   processes (`processes: true`); ours with its default binary COPY data files, and with text
- *   ones as pg_dump's (`jobstext`);
+ *   processes (`processes: true`); ours with its default data files (binary COPY for the wide
+ *   tables, text for the narrow ones), and with text in every file as pg_dump's (`jobstext`);
  * - one wide table: ours (`dump -t`, plain, to a file, and to `/dev/null` as the peer writes)
  *   against `psql -c "COPY t TO STDOUT" > /dev/null`, the ceiling of a single COPY.
  *
@@ -256,12 +256,12 @@ for (const [key, pattern] of [["narrow", "narrow_*"], ["wides", "wide_*"]] as co
   });
 }
 const peer4 = `${bin}/pg_dump ${pg} --data-only -Fd -j 4 -Z 0 -f ${out("pgdump.dir")} ${db}`;
-// Ours writes binary COPY data files by default (every table of this database allows it); `jobstext`
-// gives ours pg_dump's text COPY files, like for like.
-for (const [key, processes, dataFormat] of [["jobs", false, "binary"], ["jobstext", false, "text"], ["procs", true, "binary"]] as const) {
+// Ours by default (dataFormat "auto") writes the wide tables' files in binary COPY and the narrow
+// ones' in text; `jobstext` gives ours pg_dump's text COPY in every file, like for like.
+for (const [key, processes, dataFormat] of [["jobs", false, "auto"], ["jobstext", false, "text"], ["procs", true, "auto"]] as const) {
   if (!CASES.has(key)) continue;
   cases.push({
-    name: `directory, 4 jobs${processes ? " in worker processes" : ""}, ${dataFormat} data files (pg_dump -Fd -j 4 -Z 0)`,
+    name: `directory, 4 jobs${processes ? " in worker processes" : ""}, data files ${dataFormat === "auto" ? "binary for wide rows (default)" : "text"} (pg_dump -Fd -j 4 -Z 0)`,
     pinned: false,
     ours: () => dump(conninfo, { ...opts, format: "directory", file: out("ours.dir"), jobs: 4, dataOnly: true, processes, dataFormat }),
     peer: peer4,

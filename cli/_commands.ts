@@ -170,8 +170,8 @@ export const COMMANDS: readonly Command[] = [
       b("serializable-deferrable", undefined, "wait until the dump can run without anomalies"),
       s("lock-wait-timeout", undefined, "MS", "fail after waiting MS for a table lock"),
       s("compress", "Z", "METHOD[:DETAIL]", "compress the output (gzip, lz4, zstd or none)"),
-      s("data-format", undefined, "binary|text", "-Fd data files in binary COPY where the types allow (default) or text", {
-        choices: ["binary", "text"],
+      s("data-format", undefined, "auto|binary|text", "-Fd data files: binary COPY for wide rows (auto, default), wherever the types allow, or text", {
+        choices: ["auto", "binary", "text"],
       }),
       b("no-sync", undefined, "do not wait for changes to reach the disk"),
     ],

@@ -162,7 +162,7 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
     schemaOnly: v["schema-only"] === true,
     compression,
     ...(level !== undefined ? { compressionLevel: level } : {}),
-    ...(v["data-format"] !== undefined ? { dataFormat: v["data-format"] as "text" | "binary" } : {}),
+    ...(v["data-format"] !== undefined ? { dataFormat: v["data-format"] as "auto" | "text" | "binary" } : {}),
     sync: v["no-sync"] !== true,
     onProgress: progress.onProgress,
     onWarning: (m) => ctx.info(`warning: ${m}`),

@@ -158,8 +158,7 @@ export class Sink {
     if (typeof out === "number") {
       await this.closeDescriptor();
       if (this.#error) throw this.#error;
-    }
-    else {
+    } else {
       out.end();
       await finished(out);
     }

@@ -15,7 +15,7 @@
  *
  * @module
  */
-export { type DirectoryToc, dump, DumpError, type DumpOptions, type DumpSummary, PREAMBLE, type TableProgress, type TableSummary } from "./dump.ts";
+export { BINARY_MIN_ROW, type DirectoryToc, dump, DumpError, type DumpOptions, type DumpSummary, PREAMBLE, type TableProgress, type TableSummary } from "./dump.ts";
 export { readToc, restore, type RestoreOptions, type RestoreSummary } from "./restore.ts";
 export { EXPORT_FORMATS, type ExportFormat, type ExportOptions, exportTable } from "./export.ts";
 export { matchesPattern, type NamePattern, parseSchemaPattern, parseTablePattern } from "./_pattern.ts";

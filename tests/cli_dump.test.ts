@@ -87,7 +87,7 @@ for (const v of VERSIONS) {
     const dir = mkdtempSync(join(tmpdir(), "pg-rdma-dump-"));
     try {
       const out = join(dir, "d");
-      const d = await cli(c, "dump", ["-Fd", "-j", "2", "-f", out, "-T", "public.skipme", src]);
+      const d = await cli(c, "dump", ["-Fd", "-j", "2", "--data-format", "binary", "-f", out, "-T", "public.skipme", src]);
       assert.equal(d.code, 0, d.err);
       assert.ok(existsSync(join(out, "toc.json")));
       const l = await run(exe, [...baseArgs, "restore", "-l", out]);

@@ -91,8 +91,10 @@ for (const v of VERSIONS) {
     try {
       for (const [format, jobs] of [["directory", 2], ["plain", 1]] as const) {
         const file = join(work, `cons-${v}-${format}`);
-        // Directory: the workers in processes of their own (the in-process pool is the default, tested elsewhere).
-        await dump(conn(c, db), { ...base, format, file, jobs, onProgress, processes: true });
+        // Directory: the workers in processes of their own (the in-process pool is the default,
+        // tested elsewhere), writing binary COPY (these narrow rows would be text by default).
+        await dump(conn(c, db), { ...base, format, file, jobs, onProgress, processes: true, ...(format === "directory" ? { dataFormat: "binary" as const } : {}) });
+        if (format === "directory") assert.deepEqual((await readToc(file)).data.map((d) => d.format), ["binary", "binary"]);
         let ta: { n: number; sum: number };
         let tb: { n: number; sum: number };
         if (format === "directory") {
@@ -344,6 +346,25 @@ for (const v of VERSIONS) {
       }
       assert.equal(n, "0", `restore jobs=${jobs}: sessions left`);
     }
+  });
+
+  test(`dump() directory, dataFormat auto (the default): binary COPY for tables of wide rows, text for narrow or never analysed ones; restore() reads both (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "autofmt");
+    await psql(c, `CREATE TABLE wide (id int, s text, at timestamptz); INSERT INTO wide SELECT g, repeat(md5(g::text), 6), '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 3000) g;
+      CREATE TABLE narrow (id int, v int); INSERT INTO narrow SELECT g, g % 7 FROM generate_series(1, 3000) g;
+      CREATE TABLE fresh (id int, s text) WITH (autovacuum_enabled = off); INSERT INTO fresh SELECT g, repeat('y', 300) FROM generate_series(1, 3000) g;
+      ANALYZE wide; ANALYZE narrow`, { database: db });
+    const dir = join(work, `autofmt-${v}`);
+    await dump(conn(c, db), { ...base, format: "directory", file: dir, jobs: 2 });
+    const toc = await readToc(dir);
+    // fresh has wide rows but no statistics (reltuples -1): no width to go by, so text as pg_dump.
+    assert.deepEqual(Object.fromEntries(toc.data.map((d) => [d.table, d.format ?? "text"])), { fresh: "text", narrow: "text", wide: "binary" });
+    assert.equal(tableData(dir, "narrow").split("\n")[0], "1\t1");
+    const dst = await createDatabase(c, "autofmt");
+    await restore(dir, conn(c, dst), { ...base, jobs: 2 });
+    const sum = (d: string) => psql(c, "SELECT md5(string_agg(w::text, '|' ORDER BY id)) FROM wide w UNION ALL SELECT md5(string_agg(n::text, '|' ORDER BY id)) FROM narrow n UNION ALL SELECT count(*)::text FROM fresh", { database: d });
+    assert.equal(await sum(dst), await sum(db));
   });
 
   test(`restore() of a binary data file into a column of another type fails naming the table, the column and the way out; the text format loads it (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {

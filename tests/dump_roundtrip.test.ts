@@ -182,11 +182,11 @@ for (const v of VERSIONS) {
     const want = await checksums(c, src);
     for (const jobs of [1, 4]) {
       const dir = join(work, `dir-${v}-${jobs}`);
-      const summary = await dump(conn(c, src), { ...base, format: "directory", file: dir, jobs, compression: jobs === 4 ? "gzip" : "none" });
+      const summary = await dump(conn(c, src), { ...base, format: "directory", file: dir, jobs, compression: jobs === 4 ? "gzip" : "none", dataFormat: "binary" });
       assert.equal(summary.tables.length, 5);
       const toc = await readToc(dir);
       assert.equal(toc.data.length, 5);
-      // Binary COPY where the types allow; app.child has an array of the database's own enum
+      // Binary COPY wherever the types allow (asked for); app.child has an array of the database's own enum
       // (array_recv checks the element type's OID, which a restore changes) and a regclass
       // (binary: the OID itself), so it stays text. Its composite of built-in types is fine.
       assert.deepEqual(toc.data.map((d) => `${d.table}:${d.format ?? "text"}`).sort(), ["Parent:binary", "big:binary", "child:text", "hazards:binary", "Ünïcode \"tbl\"\n two:binary"].sort());
