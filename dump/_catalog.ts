@@ -30,7 +30,7 @@ export interface TableData {
   columns: string;
   /** pg_class.reltuples (-1 when never analysed). */
   estimatedRows: number;
-  /** pg_class.relpages × block size. */
+  /** pg_class.relpages × block size, plus the size of the TOAST table (where long values live; its relpages waits for a VACUUM). */
   estimatedBytes: number;
   /** Copied in binary COPY (a directory dump's choice, see {@link binaryCopyable}); text otherwise. */
   binary?: boolean;
@@ -239,6 +239,7 @@ export async function readCatalog(
     c,
     `SELECT c.oid, c.relnamespace, n.nspname, c.relname, c.relkind, c.relpersistence, c.reloptions::text[] AS reloptions,
             pg_catalog.pg_get_userbyid(c.relowner) AS owner, c.reltuples, c.relpages, c.relispartition,
+            CASE WHEN c.reltoastrelid <> 0 THEN pg_catalog.pg_relation_size(c.reltoastrelid) ELSE 0 END AS toastbytes,
             pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
             pg_catalog.current_setting('block_size')::int AS bs
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -492,7 +493,7 @@ export async function readCatalog(
           name,
           columns: `(${copyCols.join(", ")})`,
           estimatedRows: Number(r.reltuples),
-          estimatedBytes: Number(r.relpages) * Number(r.bs),
+          estimatedBytes: Number(r.relpages) * Number(r.bs) + Number(r.toastbytes),
         });
       }
     } else {

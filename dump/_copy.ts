@@ -23,7 +23,7 @@ export interface TableProgress {
   /** Rows and bytes (of COPY data, text or binary) written so far. */
   rows: number;
   bytes: number;
-  /** From pg_class: reltuples (-1 when never analysed) and relpages × block size. */
+  /** From pg_class: reltuples (-1 when never analysed) and relpages × block size, plus the TOAST table's size. */
   estimatedRows: number;
   estimatedBytes: number;
   /** True on the last call for this table. */

@@ -354,16 +354,19 @@ for (const v of VERSIONS) {
     await psql(c, `CREATE TABLE wide (id int, s text, at timestamptz); INSERT INTO wide SELECT g, repeat(md5(g::text), 6), '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 3000) g;
       CREATE TABLE narrow (id int, v int); INSERT INTO narrow SELECT g, g % 7 FROM generate_series(1, 3000) g;
       CREATE TABLE fresh (id int, s text) WITH (autovacuum_enabled = off); INSERT INTO fresh SELECT g, repeat('y', 300) FROM generate_series(1, 3000) g;
-      ANALYZE wide; ANALYZE narrow`, { database: db });
+      CREATE TABLE toasted (id int, b bytea); ALTER TABLE toasted ALTER COLUMN b SET STORAGE EXTERNAL;
+      INSERT INTO toasted SELECT g, decode(repeat(md5(g::text), 320), 'hex') FROM generate_series(1, 200) g;
+      ANALYZE wide; ANALYZE narrow; ANALYZE toasted`, { database: db });
     const dir = join(work, `autofmt-${v}`);
     await dump(conn(c, db), { ...base, format: "directory", file: dir, jobs: 2 });
     const toc = await readToc(dir);
     // fresh has wide rows but no statistics (reltuples -1): no width to go by, so text as pg_dump.
-    assert.deepEqual(Object.fromEntries(toc.data.map((d) => [d.table, d.format ?? "text"])), { fresh: "text", narrow: "text", wide: "binary" });
+    // toasted's rows are narrow in the table itself; their 5 kB values are in its TOAST table.
+    assert.deepEqual(Object.fromEntries(toc.data.map((d) => [d.table, d.format ?? "text"])), { fresh: "text", narrow: "text", toasted: "binary", wide: "binary" });
     assert.equal(tableData(dir, "narrow").split("\n")[0], "1\t1");
     const dst = await createDatabase(c, "autofmt");
     await restore(dir, conn(c, dst), { ...base, jobs: 2 });
-    const sum = (d: string) => psql(c, "SELECT md5(string_agg(w::text, '|' ORDER BY id)) FROM wide w UNION ALL SELECT md5(string_agg(n::text, '|' ORDER BY id)) FROM narrow n UNION ALL SELECT count(*)::text FROM fresh", { database: d });
+    const sum = (d: string) => psql(c, "SELECT md5(string_agg(w::text, '|' ORDER BY id)) FROM wide w UNION ALL SELECT md5(string_agg(n::text, '|' ORDER BY id)) FROM narrow n UNION ALL SELECT count(*)::text FROM fresh UNION ALL SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM toasted t", { database: d });
     assert.equal(await sum(dst), await sum(db));
   });
 
