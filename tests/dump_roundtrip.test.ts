@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -274,6 +274,20 @@ for (const v of VERSIONS) {
   });
 }
 
+// The upgrade path: a directory dump of PostgreSQL 15 with binary data files (the built-in types'
+// binary forms do not change between versions) restored into PostgreSQL 18.
+test("a directory dump of PostgreSQL 15 in binary COPY restores into PostgreSQL 18 with the same data", { skip: unavailable(15) ?? unavailable(18) }, async () => {
+  const [c15, c18] = [await cluster(15), await cluster(18)];
+  const src = await hazardDb(c15);
+  await hazardDb(c18); // the role "dump reader" the privileges name
+  const dir = join(work, "dir-15-to-18");
+  await dump(conn(c15, src), { ...base, format: "directory", file: dir, jobs: 2, dataFormat: "binary" });
+  assert.equal((await readToc(dir)).data.filter((d) => d.format === "binary").length, 4);
+  const dst = await createDatabase(c18, "dumpup");
+  await restore(dir, conn(c18, dst), { ...base, jobs: 2 });
+  assert.deepEqual(await checksums(c18, dst), await checksums(c15, src));
+});
+
 test("dump() -f /dev/null or a FIFO writes in place: the device stays a device, no .partial beside it (PostgreSQL 18)", { skip: unavailable(18) }, async () => {
   const c = await cluster(18);
   const src = await hazardDb(c);
@@ -323,6 +337,16 @@ test("dump() refuses a bad zstd level with a clear error, and bad options with T
   await assert.rejects(dump("host=/nonexistent", { format: "directory" }), { name: "TypeError" });
   await assert.rejects(dump("host=/nonexistent", { file: "x", dataOnly: true, schemaOnly: true }), RangeError);
   await assert.rejects(dump("host=/nonexistent", { file: "x", snapshot: "x'; DROP" }), RangeError);
+  await assert.rejects(dump("host=/nonexistent", { file: "x", dataFormat: "binary" }), { name: "RangeError", message: /dataFormat binary needs the directory format/ });
+  await assert.rejects(dump("host=/nonexistent", { format: "directory", file: "x", dataFormat: "csv" as "text" }), { name: "RangeError", message: /unknown dataFormat "csv"/ });
   writeFileSync(join(work, "not-a-dump.json"), "{}");
   await assert.rejects(restore(work, "host=/nonexistent"), /not a finished pg-rdma dump directory/);
+  // A table of contents of an unknown version, or with a data file in an unknown format.
+  const bad = join(work, "bad-toc");
+  mkdirSync(bad);
+  const toc = { format: "pg-rdma-dump", version: 2, data: [{ schema: "public", table: "t", format: "csv" }] };
+  writeFileSync(join(bad, "toc.json"), JSON.stringify({ ...toc, version: 3 }));
+  await assert.rejects(restore(bad, "host=/nonexistent"), /is not a pg-rdma dump table of contents \(version 1 or 2\)/);
+  writeFileSync(join(bad, "toc.json"), JSON.stringify(toc));
+  await assert.rejects(restore(bad, "host=/nonexistent"), /table data public\.t has an unknown format "csv"/);
 });
