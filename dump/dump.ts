@@ -80,13 +80,13 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
    * every table whose column types allow it (each has binary send and receive functions, no
    * array or composite of a type of the database's own, no OID alias such as regclass; see
    * `binaryCopyable`), text COPY for the others. `"auto"` (the default): binary for those of
-   * them whose rows average {@link BINARY_MIN_ROW} bytes or more on disk (relpages × block size,
-   * plus the TOAST table's size, / reltuples), where the server saves formatting the values as text (about a
-   * third of its CPU on the benchmark's wide rows); text for narrow rows, where binary's
-   * length words make the stream longer than the text and the dump slower. `"text"`: text
-   * COPY for every table, as pg_dump -Fd writes (for a data-only restore into tables whose
-   * column types differ, or to read the files). toc.json records each file's format, and
-   * restore() reads both; the values come back exactly in either.
+   * them whose rows average {@link BINARY_MIN_ROW} bytes or more on disk (relpages × block
+   * size, plus the TOAST table's size, / reltuples), where the server saves formatting the
+   * values as text (about a third of its CPU on the benchmark's wide rows); text for narrow
+   * rows, where binary's length words make the stream longer than the text and the dump
+   * slower. `"text"`: text COPY for every table, as pg_dump -Fd writes (for a data-only restore
+   * into tables whose column types differ, or to read the files). toc.json records each file's
+   * format, and restore() reads both; the values come back exactly in either.
    */
   dataFormat?: "auto" | "text" | "binary";
   /** Called per table: at its start, about every MiB, and when done (`done: true`). A returned promise is awaited. */

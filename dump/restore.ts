@@ -161,7 +161,7 @@ export async function restore(dir: string, conninfo: ConnTarget, options: Restor
           const { code, where } = e as { code?: unknown; where?: unknown };
           const at = typeof where === "string" && where ? ` (${where})` : "";
           const hint = d.format === "binary" && (code === "22P03" || code === "42804" || code === "08P01")
-            ? "; the data file is binary COPY, which loads only into the column types it was dumped from: dump with dataFormat \"text\" (--data-format text) to load it into others"
+            ? "; the data file is binary COPY, which loads only into the column types it was dumped from (if the table's differ, dump with dataFormat \"text\", --data-format text)"
             : "";
           throw new DumpError(`restoring the data of table ${target} failed: ${(e as Error).message}${at}${hint}`, { cause: e, object: target });
         } finally {
