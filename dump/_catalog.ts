@@ -712,7 +712,10 @@ async function sortPreData(c: Client, pre: PreObject[], compositeOf: Map<number,
  */
 export async function binaryCopyable(c: Client, data: readonly TableData[]): Promise<Set<number>> {
   if (!data.length) return new Set();
-  const multirange = Number(str((await rows(c, "SELECT pg_catalog.current_setting('server_version_num') AS v"))[0].v)) >= 140000;
+  // Multiranges (PostgreSQL 14+) are made of ranges. The server reported its version at startup.
+  let major = Number.parseInt(c.parameters.get("server_version") ?? "", 10);
+  if (Number.isNaN(major)) major = Number(str((await rows(c, "SELECT pg_catalog.current_setting('server_version_num') AS v"))[0].v)) / 10000;
+  const multirange = major >= 14;
   const bad = await rows(
     c,
     `WITH RECURSIVE t(rel, typ, named) AS (
