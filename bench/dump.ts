@@ -17,9 +17,12 @@
  *
  * `DUMP_BENCH_ROUNDS` (default 2) rounds per case, ours first in even rounds and the peer first
  * in odd ones (on this VM whichever writes first in a round runs up to 1.5-2× faster: use an even
- * number); best and median are printed, with the CPU seconds of our process and of the peer's
- * processes, and the server's: the CPU of the backends that served each run (the postmaster's
- * reaped children), since a one-job dump is bound by its backend. Before them,
+ * number); best and median are printed, and the median and range of each round's ratio (ours ÷
+ * the peer's run beside it: the host's speed drifts over minutes, both sides alike), with the CPU
+ * seconds of our process and of the peer's processes, and the server's: the CPU of the backends
+ * that served each run (the postmaster's reaped children), since a one-job dump is bound by its
+ * backend (a trace of the scheduler shows the backend on its CPU for all but 0.03-0.06 s of a
+ * 6.7 s dump, with ours or with pg_dump: it never waits for either client). Before them,
  * `DUMP_BENCH_WARMUP` (default 1) untimed rounds per case run both sides once: the first dumps
  * after the database is copied in pay up to twice the system time.
  * `DUMP_BENCH_CASES` picks cases (default `plain,jobs,jobstext,procs,wide,widenull`; `narrow` and `wides`
@@ -295,6 +298,15 @@ const median = (xs: number[]) => {
 const f2 = (ms: number) => (ms / 1000).toFixed(2);
 const cpu = (runs: Run[]) => `${median(runs.map((r) => r.cpu)).toFixed(2)} (${median(runs.map((r) => r.sys)).toFixed(2)})`;
 const srv = (runs: Run[]) => median(runs.map((r) => r.server)).toFixed(2);
+/**
+ * Ours ÷ the peer's run of the same round, per round: median and range. This host's speed
+ * drifts by 10-30% over minutes (both sides alike), so two runs side by side compare better
+ * than medians taken over the whole case.
+ */
+const paired = (ours: Run[], peer: Run[], f: (r: Run) => number) => {
+  const rs = ours.map((r, i) => f(r) / f(peer[i]));
+  return `${median(rs).toFixed(2)} (${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})`;
+};
 /** The COPY column: one-connection cases only (4 jobs' COPYs overlap, and their sum is no time). */
 const copies = (k: Case, ours: Run[], peer: Run[]) => {
   if (!k.pinned) return "–";
@@ -305,9 +317,9 @@ const copies = (k: Case, ours: Run[], peer: Run[]) => {
 };
 console.log(`\n${ROUNDS} rounds per case, ours first in even rounds, the peer first in odd ones, after ${WARMUP} untimed; one-connection cases ${describePin(PIN, "this process and the peer's tool")}, 4-job cases not pinned\n`);
 console.log(
-  "| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | CPU s ours / peer, medians (of which system) | server CPU s ours / peer, medians | COPY s (server log), per-table bests summed, ours / peer (ratio) |",
+  "| case (peer) | ours s, best / median | peer s, best / median | ratio of bests | ratio of medians | ratio per round, median (range) | CPU s ours / peer, medians (of which system) | server CPU s ours / peer, medians | server CPU ratio per round, median (range) | COPY s (server log), per-table bests summed, ours / peer (ratio) |",
 );
-console.log("|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const k of cases) {
   place(k.pinned);
   // Untimed, both sides once: the first dumps after the database was copied in paid up to
@@ -338,7 +350,7 @@ for (const k of cases) {
   const p = peer.map((r) => r.ms);
   console.log(`| ${k.name} | ${f2(Math.min(...o))} / ${f2(median(o))} | ${f2(Math.min(...p))} / ${f2(median(p))} | ${(Math.min(...o) / Math.min(...p)).toFixed(2)} | ${
     (median(o) / median(p)).toFixed(2)
-  } | ${cpu(ours)} / ${cpu(peer)} | ${srv(ours)} / ${srv(peer)} | ${copies(k, ours, peer)} |`);
+  } | ${paired(ours, peer, (r) => r.ms)} | ${cpu(ours)} / ${cpu(peer)} | ${srv(ours)} / ${srv(peer)} | ${paired(ours, peer, (r) => r.server)} | ${copies(k, ours, peer)} |`);
 }
 rmSync(work, { recursive: true, force: true });
 await server.stop();

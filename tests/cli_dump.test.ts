@@ -142,7 +142,7 @@ for (const v of VERSIONS) {
 // strace shows each fsync with the path of its descriptor (-y): what a directory dump made durable.
 const strace = spawnSync("strace", ["-V"]).status === 0 ? "strace" : undefined;
 
-test("dump -Fd and -F csv fsync every file and the directory before exiting (toc.json before its rename), with --no-sync none of them, and -Fd flushes a large file while writing it (strace)", {
+test("dump -Fd and -F csv fsync every file and the directory before exiting (toc.json before its rename), with --no-sync none of them, and both flush a large file while writing it (strace)", {
   skip: unavailable(15) ?? (strace ? undefined : "strace not installed (apt-get install strace)"),
 }, async () => {
   const c = await cluster(15);
@@ -175,14 +175,17 @@ test("dump -Fd and -F csv fsync every file and the directory before exiting (toc
       assert.equal(inDir.at(-1), dir, `${format}: ${inDir.join(", ")}`);
     }
     // A table over 64 MiB: its file is flushed (fdatasync) while it is being written, as
-    // `<file>.partial`, and fsynced under its final name once written.
-    const dir = join(root, "big");
-    const calls = await traced(dir, "big", ["-F", "d", "-t", "big"]);
-    const data = join(dir, "1.dat");
-    const ahead = calls.findIndex(([call, p]) => call === "fdatasync" && p === data + ".partial");
-    assert.ok(ahead >= 0, `no flush while writing: ${calls.map((x) => x.join(" ")).join(", ")}`);
-    assert.ok(calls.findIndex(([call, p]) => call === "fsync" && p === data) > ahead, calls.map((x) => x.join(" ")).join(", "));
-    assert.equal(statSync(data).size > 64 * 1024 * 1024, true);
+    // `<file>.partial`, and fsynced once written: under its final name in a directory dump,
+    // before the rename in a per-table stream dump.
+    for (const [format, file, synced] of [["d", "1.dat", "1.dat"], ["csv", "public.big.csv", "public.big.csv.partial"]]) {
+      const dir = join(root, `big-${format}`);
+      const calls = await traced(dir, `big-${format}`, ["-F", format, "-t", "big"]);
+      const shown = calls.map((x) => x.join(" ")).join(", ");
+      const ahead = calls.findIndex(([call, p]) => call === "fdatasync" && p === join(dir, file + ".partial"));
+      assert.ok(ahead >= 0, `${format}: no flush while writing: ${shown}`);
+      assert.ok(calls.findIndex(([call, p]) => call === "fsync" && p === join(dir, synced)) > ahead, `${format}: ${shown}`);
+      assert.equal(statSync(join(dir, file)).size > 64 * 1024 * 1024, true);
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
