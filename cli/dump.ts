@@ -41,7 +41,7 @@ import { COMPRESSION_EXTENSIONS, parseCompression as parseCompressionSpec } from
 import type { CommandContext } from "./_commands.ts";
 import { libraryConnection, openConnection } from "./_connect.ts";
 import { fsyncPath } from "../replication/_fsync.ts";
-import { FLUSH_STEP } from "../dump/_sink.ts";
+import { FlushAhead } from "../dump/_sink.ts";
 
 const list = (v: unknown) => (Array.isArray(v) ? (v as string[]) : []);
 
@@ -233,21 +233,9 @@ async function streamDump(
       const partial = base + ".partial";
       const fh = await openFile(partial, "w");
       let bytes = 0;
-      // Written to be fsynced: flushed in the background every FLUSH_STEP bytes, one flush at a
-      // time, as the directory dump's data files are (dump/_sink.ts), so the final fsync finds
-      // little left to write. A failed flush fails the table.
-      let unflushed = 0;
-      let flushing: Promise<void> | undefined;
-      let flushError: unknown;
-      const flushAhead = () => {
-        unflushed = 0;
-        flushing = fh.datasync().then(() => {
-          flushing = undefined;
-        }, (e) => {
-          flushError ??= e;
-          flushing = undefined;
-        });
-      };
+      // Written to be fsynced: flushed while written, as the directory dump's data files are.
+      // A failed flush fails the table.
+      const ahead = sync ? new FlushAhead(() => fh.datasync()) : undefined;
       try {
         const it = exportTable(client, { schema, table: name }, {
           format,
@@ -257,18 +245,18 @@ async function streamDump(
           const step = await Promise.race([it.next(), stop]);
           if (step.done) break;
           await fh.write(step.value);
-          if (flushError) throw flushError;
-          if (sync && (unflushed += step.value.length) >= FLUSH_STEP && !flushing) flushAhead();
+          if (ahead?.error) throw ahead.error;
+          ahead?.wrote(step.value.length);
           bytes += step.value.length;
           progress.onProgress({ schema, table: name, rows: 0, bytes, estimatedRows: -1, estimatedBytes: 0, done: false });
         }
-        if (sync) {
-          await flushing;
-          if (flushError) throw flushError;
+        if (ahead) {
+          await ahead.settled();
+          if (ahead.error) throw ahead.error;
           await fh.sync();
         }
       } catch (e) {
-        await flushing;
+        await ahead?.settled();
         await fh.close();
         rmSync(partial, { force: true });
         throw e;

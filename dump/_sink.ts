@@ -32,6 +32,44 @@ const BATCH = 256 * 1024;
 export const FLUSH_STEP = 64 * 1024 * 1024;
 
 /**
+ * Background flushes of a file written to be fsynced: once `step` bytes were written since the
+ * last one, `datasync` runs (on the thread pool), one at a time. The final fsync then finds
+ * little left to write, where the whole file would otherwise reach the disk only then (the page
+ * cache here holds gigabytes before it writes back on its own). A failed flush is kept in
+ * {@link FlushAhead.error} for the writer to throw at its next write or at the end.
+ */
+export class FlushAhead {
+  #datasync: () => Promise<void>;
+  #step: number;
+  #unflushed = 0;
+  #flushing: Promise<void> | undefined;
+  /** The first flush that failed, if any. */
+  error: Error | undefined;
+
+  constructor(datasync: () => Promise<void>, step = FLUSH_STEP) {
+    this.#datasync = datasync;
+    this.#step = step;
+  }
+
+  /** Counts `n` bytes written; starts a flush once a step's worth is unflushed and none is under way. */
+  wrote(n: number): void {
+    if ((this.#unflushed += n) < this.#step || this.#flushing) return;
+    this.#unflushed = 0;
+    this.#flushing = this.#datasync().then(() => {
+      this.#flushing = undefined;
+    }, (e) => {
+      this.error ??= e as Error;
+      this.#flushing = undefined;
+    });
+  }
+
+  /** Resolves once no flush is under way (never rejects: see {@link FlushAhead.error}); await it before closing the file. */
+  settled(): Promise<void> {
+    return this.#flushing ?? Promise.resolve();
+  }
+}
+
+/**
  * A buffered byte sink over a Node Writable or a file descriptor. A descriptor is written with
  * writeSync: for a local file that is a copy into the page cache, and measured faster in all
  * three runtimes than a WriteStream's round trips through the thread pool.
@@ -43,10 +81,8 @@ export class Sink {
   #error: Error | undefined;
   /** Bytes written (before compression). */
   bytes = 0;
-  /** Background flushes (fdatasync on the thread pool) every this many bytes written to the descriptor; 0: none. */
-  #flushStep = 0;
-  #unflushed = 0;
-  #flushing: Promise<void> | undefined;
+  /** Background flushes of the descriptor (see {@link Sink.flushEvery}). */
+  #ahead: FlushAhead | undefined;
   #descriptorClosed = false;
 
   constructor(out: Writable | number) {
@@ -95,8 +131,13 @@ export class Sink {
     return this.#push(out);
   }
 
+  /** The first error of a write or of a background flush. */
+  #failed(): Error | undefined {
+    return this.#error ??= this.#ahead?.error;
+  }
+
   #push(b: Uint8Array): Promise<void> | undefined {
-    if (this.#error) return Promise.reject(this.#error);
+    if (this.#failed()) return Promise.reject(this.#error);
     const out = this.#out;
     if (typeof out === "number") {
       try {
@@ -105,7 +146,7 @@ export class Sink {
         this.#error = e as Error;
         return Promise.reject(e);
       }
-      if (this.#flushStep && (this.#unflushed += b.length) >= this.#flushStep && !this.#flushing) this.#flushAhead(out);
+      this.#ahead?.wrote(b.length);
       return undefined;
     }
     if (out.write(b)) return undefined;
@@ -114,26 +155,10 @@ export class Sink {
     });
   }
 
-  /**
-   * Has the kernel write what this descriptor has written so far while writing goes on: a
-   * file's final fsync then finds little left to write, where a dump's whole output would
-   * otherwise reach the disk only at the end (the page cache here holds gigabytes before it
-   * writes back on its own). One at a time; an error fails the next write or the end.
-   */
-  #flushAhead(fd: number): void {
-    this.#unflushed = 0;
-    this.#flushing = new Promise((resolve) =>
-      fdatasync(fd, (e) => {
-        if (e) this.#error ??= e;
-        this.#flushing = undefined;
-        resolve();
-      })
-    );
-  }
-
-  /** Starts background flushes every `step` bytes written (descriptor sinks only). */
+  /** Starts background flushes ({@link FlushAhead}) every `step` bytes written (descriptor sinks only); an error fails the next write or the end. */
   protected flushEvery(step: number): void {
-    if (typeof this.#out === "number") this.#flushStep = step;
+    const fd = this.#out;
+    if (typeof fd === "number") this.#ahead = new FlushAhead(() => new Promise((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve()))), step);
   }
 
   /** Closes the descriptor (once), after the background flush under way if any. */
@@ -141,14 +166,14 @@ export class Sink {
     const out = this.#out;
     if (typeof out !== "number" || this.#descriptorClosed) return;
     this.#descriptorClosed = true;
-    await this.#flushing;
+    await this.#ahead?.settled();
     closeSync(out);
   }
 
   /** Hands buffered bytes to the stream (waiting for drain when it is full). */
   async flush(): Promise<void> {
     await this.#flush();
-    if (this.#error) throw this.#error;
+    if (this.#failed()) throw this.#error;
   }
 
   /** Flushes and ends the stream; resolves when everything reached its destination. */
@@ -157,7 +182,7 @@ export class Sink {
     const out = this.#out;
     if (typeof out === "number") {
       await this.closeDescriptor();
-      if (this.#error) throw this.#error;
+      if (this.#failed()) throw this.#error;
     } else {
       out.end();
       await finished(out);
