@@ -708,14 +708,13 @@ async function sortPreData(c: Client, pre: PreObject[], compositeOf: Map<number,
  * database's own (OID 16384 and up: an array's element type, a composite's column types, which
  * array_recv and record_recv check and a restore creates anew under other OIDs); and no column
  * may hold an OID alias (regclass, regtype, ...), whose binary form is the OID itself where the
- * text form is the name a restore resolves again.
+ * text form is the name a restore resolves again. `serverVersion`: the server's `server_version`
+ * (multiranges, PostgreSQL 14 and later, are walked to their ranges).
  */
-export async function binaryCopyable(c: Client, data: readonly TableData[]): Promise<Set<number>> {
+export async function binaryCopyable(c: Client, data: readonly TableData[], serverVersion: string): Promise<Set<number>> {
   if (!data.length) return new Set();
-  // Multiranges (PostgreSQL 14+) are made of ranges. The server reported its version at startup.
-  let major = Number.parseInt(c.parameters.get("server_version") ?? "", 10);
-  if (Number.isNaN(major)) major = Number(str((await rows(c, "SELECT pg_catalog.current_setting('server_version_num') AS v"))[0].v)) / 10000;
-  const multirange = major >= 14;
+  // Multiranges (PostgreSQL 14+) are made of ranges.
+  const multirange = Number.parseInt(serverVersion, 10) >= 14;
   const bad = await rows(
     c,
     `WITH RECURSIVE t(rel, typ, named) AS (

@@ -250,12 +250,14 @@ export async function dump(conninfo: ConnTarget, options: DumpOptions = {}): Pro
         });
       }
     });
-    const server = String((await leader.simpleQuery<string[]>("SHOW server_version", { rowMode: "array" }))[0].rows[0][0]);
+    // Reported by the server at startup (ParameterStatus); asked for only if it was not.
+    const server = leader.parameters.get("server_version") ??
+      String((await leader.simpleQuery<string[]>("SHOW server_version", { rowMode: "array" }))[0].rows[0][0]);
     const tables = options.schemaOnly ? [] : cat.data;
     if (format === "directory" && options.dataFormat !== "text") {
       const all = options.dataFormat === "binary";
       const wide = all ? tables : tables.filter((t) => t.estimatedRows > 0 && t.estimatedBytes / t.estimatedRows >= BINARY_MIN_ROW);
-      const binary = await binaryCopyable(leader, wide);
+      const binary = await binaryCopyable(leader, wide, server);
       for (const t of tables) t.binary = binary.has(t.oid);
     }
     if (format === "plain") {
