@@ -19,6 +19,7 @@
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import type { SocketFactory, SocketTarget } from "../transport/select.ts";
+import { FreeingReceiver, RECEIVER } from "./_receive.ts";
 
 /** At or above this many queued bytes write() returns false (net.Socket's writableHighWaterMark). */
 const HIGH_WATER = 16 * 1024;
@@ -47,9 +48,13 @@ type BunConnect = (o: { hostname?: string; port?: number; unix?: string; socket:
 /**
  * A connected socket over `Bun.connect` with the `net.Socket` surface the client uses. Chunks
  * are emitted as Bun hands them over: a fresh Buffer per read (measured: never reused), so the
- * client may keep views of them.
+ * client may keep views of them. Once the client attached to its {@link FreeingReceiver}, chunks
+ * go there instead of to `data` listeners, and the memory of those it lent is released as soon
+ * as it is done with them.
  */
 export class BunSocket extends EventEmitter {
+  /** @internal The receive side the client attaches to (`_receive.ts`). */
+  readonly [RECEIVER]: FreeingReceiver = new FreeingReceiver();
   #raw: RawSocket | undefined;
   // Bytes Bun could not take yet (its write() takes what the kernel takes and keeps nothing),
   // in order; sent from the 'drain' callback.
@@ -81,7 +86,7 @@ export class BunSocket extends EventEmitter {
       data: (_s, d) => {
         if (this.#destroyed) return;
         if (this.#paused || this.#early.length) this.#early.push(d);
-        else this.emit("data", d);
+        else this.#deliver(d);
       },
       drain: (s) => this.#flush(s),
       end: () => this.#peerEnded(),
@@ -95,6 +100,12 @@ export class BunSocket extends EventEmitter {
   /** @internal Wires the connected socket in. */
   _open(raw: RawSocket): void {
     this.#raw = raw;
+  }
+
+  #deliver(d: Uint8Array): void {
+    const rx = this[RECEIVER];
+    if (rx.attached) rx.deliver(d);
+    else this.emit("data", d);
   }
 
   #flush(s: RawSocket): void {
@@ -177,7 +188,7 @@ export class BunSocket extends EventEmitter {
     if (!this.#paused || this.#destroyed) return this;
     this.#paused = false;
     const early = this.#early;
-    while (early.length && !this.#paused && !this.#destroyed) this.emit("data", early.shift()!);
+    while (early.length && !this.#paused && !this.#destroyed) this.#deliver(early.shift()!);
     if (this.#paused || this.#destroyed) return this;
     if (this.#eof) this.#emitEnd();
     else this.#raw?.resume();

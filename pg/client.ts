@@ -55,7 +55,7 @@ import {
 } from "./_codec.ts";
 import { AuthError, Authenticator, parseAuthPolicy } from "./_auth.ts";
 import { bunSocketFactory } from "./_bun_socket.ts";
-import { type Lease, RECEIVER, Receiver, unlease } from "./_receive.ts";
+import { type Lease, RECEIVER, type ReceiveSource, type ReceiveStats, Receiver, unlease } from "./_receive.ts";
 import { serverEndPointHash } from "./_scram.ts";
 import { peerCertificateDer, planTls, startTls, TlsError, type TlsPlan } from "./_tls.ts";
 import { ConnectionError, ERROR_FIELDS, type ErrorFields, PostgresError, ProtocolError } from "./errors.ts";
@@ -1320,7 +1320,7 @@ export class Client extends EventEmitter {
     this.#startup = { frames: [] };
     let closedResolve!: () => void;
     this.#closedPromise = new Promise((r) => (closedResolve = r));
-    const rx = (raw as Duplex & { [RECEIVER]?: Receiver })[RECEIVER];
+    const rx = (raw as Duplex & { [RECEIVER]?: ReceiveSource })[RECEIVER];
     if (rx !== undefined && raw === socket) rx.attach((chunk, lease) => this.#onData(chunk, lease), () => this.#lends());
     else socket.on("data", (chunk: Uint8Array) => this.#onData(chunk, undefined));
     socket.on("error", (e: Error) => this.#teardown(e));
@@ -1401,9 +1401,9 @@ export class Client extends EventEmitter {
     return this.#lease;
   }
 
-  /** @internal The receive counters of the client's own plain `node:net` socket (`_receive.ts`), if it has one. */
-  _receiveStats(): Receiver["stats"] | undefined {
-    return (this.#raw as (Duplex & { [RECEIVER]?: Receiver }) | undefined)?.[RECEIVER]?.stats;
+  /** @internal The receive counters of the client's own plain socket (`_receive.ts`), if it has one. */
+  _receiveStats(): ReceiveStats | undefined {
+    return (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER]?.stats;
   }
 
   /** CopyData frames are cut into pieces only for a request that asked for them. */
