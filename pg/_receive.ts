@@ -196,7 +196,8 @@ export class FreeingReceiver implements LeaseOwner, ReceiveSource {
   /** One read, in memory the caller gives up: lent when it may be, else owned. */
   deliver(chunk: Uint8Array): void {
     const sink = this.#sink!;
-    if (CAN_DETACH && chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length && this.#lendable()) {
+    const whole = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length && chunk.buffer instanceof ArrayBuffer;
+    if (CAN_DETACH && whole && this.#lendable()) {
       this.#out++;
       this.#lent++;
       const lease: Lease = { buffer: chunk, refs: 1, given: false, from: this };
@@ -214,10 +215,15 @@ export class FreeingReceiver implements LeaseOwner, ReceiveSource {
   /** @internal {@link unlease} of the last holder. */
   _returned(l: Lease): void {
     this.#out--;
-    if (l.given) this.#given++;
-    else {
+    if (l.given) {
+      this.#given++;
+      return;
+    }
+    try {
       (l.buffer.buffer as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
       this.#freed++;
+    } catch {
+      // Not detachable after all (a runtime's own buffer): the garbage collector frees it.
     }
   }
 }

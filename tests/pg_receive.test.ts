@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, createDatabase, psql, unavailable } from "./_fixture/cluster.ts";
 import { type Client, connect, OID, TypeRegistry } from "../pg/mod.ts";
+import { FreeingReceiver, type Lease, unlease } from "../pg/_receive.ts";
 
 const base = { env: {}, homeDir: mkdtempSync(join(tmpdir(), "pg-rdma-home-")) };
 const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
@@ -33,6 +34,47 @@ async function md5Of(chunks: AsyncIterable<Uint8Array>, eachChunk?: () => Promis
   }
   return h.digest("hex");
 }
+
+test("FreeingReceiver: a lent read is detached when its last holder lets go, never while held, never when given away or not a whole buffer", () => {
+  const canDetach = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === "function";
+  const rx = new FreeingReceiver();
+  const got: { chunk: Uint8Array; lease: Lease | undefined }[] = [];
+  let lendable = true;
+  rx.attach((chunk, lease) => {
+    // A holder, as a CopyOut keeping a view of the chunk until its reader asks for the next.
+    if (lease !== undefined) lease.refs++;
+    got.push({ chunk, lease });
+  }, () => lendable);
+  const fresh = () => new Uint8Array(1024).fill(7);
+  rx.deliver(fresh());
+  const held = got[0];
+  // Still held by the request: intact.
+  assert.equal(held.chunk.length, 1024);
+  assert.equal(held.chunk[1023], 7);
+  if (!canDetach) {
+    // A runtime without ArrayBuffer.prototype.transfer (Node 20) lends nothing.
+    assert.equal(held.lease, undefined);
+    assert.deepEqual(rx.stats, { lent: 0, owned: 1, buffers: 0, given: 0, outstanding: 0, freed: 0 });
+    return;
+  }
+  assert.ok(held.lease);
+  assert.equal(rx.stats.outstanding, 1);
+  unlease(held.lease);
+  assert.equal(held.chunk.buffer.byteLength, 0, "released: detached");
+  assert.equal(held.chunk.length, 0);
+  // Given away (its bytes reached something that keeps them): left alone.
+  rx.deliver(fresh());
+  got[1].lease!.given = true;
+  unlease(got[1].lease!);
+  assert.equal(got[1].chunk.length, 1024);
+  // A view into a larger buffer, or a read while nothing may be lent: owned, untouched.
+  rx.deliver(new Uint8Array(2048).subarray(1024));
+  lendable = false;
+  rx.deliver(fresh());
+  assert.equal(got[2].lease, undefined);
+  assert.equal(got[3].lease, undefined);
+  assert.deepEqual(rx.stats, { lent: 2, owned: 2, buffers: 0, given: 1, outstanding: 0, freed: 1 });
+});
 
 test("receive PG18: CopyOut.reusing() on the client's own socket reads into a few reused buffers, every byte exact", { skip }, async () => {
   const c = await cluster(18);
