@@ -105,6 +105,9 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
  */
 export const BINARY_MIN_ROW = 128;
 
+/** How long (ms) a one-job dump's connection keeps polling after each read before it may sleep. */
+const BUSY_POLL_MS = 0.2;
+
 /** The SET commands at the top of a plain dump and at the start of a restore. */
 export const PREAMBLE = [
   "SET statement_timeout = 0;",
@@ -221,6 +224,10 @@ export async function dump(conninfo: ConnTarget, options: DumpOptions = {}): Pro
   };
   try {
     const leader = await connect();
+    // One job: the backend is the limit and this process waits for it, so the leader busy-polls
+    // between reads instead of sleeping and being woken by each send (pg/_receive.ts, keepHot).
+    // Not with jobs > 1, where the backends need the CPUs.
+    if (jobs === 1) leader._busyPoll(BUSY_POLL_MS);
     const workers: Client[] = [];
     let snapshot = options.snapshot;
     const processes = format === "directory" && jobs > 1 && options.processes === true && !options.socketFactory &&

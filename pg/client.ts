@@ -1401,6 +1401,18 @@ export class Client extends EventEmitter {
     return this.#lease;
   }
 
+  /**
+   * @internal Busy-polling after bulk reads (`_receive.ts`, `keepHot`): after each lent read the
+   * event loop keeps polling for `ms` before it may sleep. Only on the client's own plain socket;
+   * returns whether it took effect.
+   */
+  _busyPoll(ms: number): boolean {
+    const rx = (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER];
+    if (rx === undefined) return false;
+    rx.busyPollMs = ms;
+    return true;
+  }
+
   /** @internal The receive counters of the client's own plain socket (`_receive.ts`), if it has one. */
   _receiveStats(): ReceiveStats | undefined {
     return (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER]?.stats;

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cluster, createDatabase, psql, unavailable } from "./_fixture/cluster.ts";
 import { type Client, connect, OID, TypeRegistry } from "../pg/mod.ts";
-import { FreeingReceiver, type Lease, unlease } from "../pg/_receive.ts";
+import { busyPolling, FreeingReceiver, type Lease, unlease } from "../pg/_receive.ts";
 
 const base = { env: {}, homeDir: mkdtempSync(join(tmpdir(), "pg-rdma-home-")) };
 const isBun = (globalThis as { Bun?: unknown }).Bun !== undefined;
@@ -137,6 +137,38 @@ test("receive PG18: a chunk from reusing() is recycled once the next is asked fo
       assert.equal(released, 0);
       assert.ok(recurring > 100, `${recurring} of ${chunks} chunks in a buffer read into again`);
     }
+  } finally {
+    await client.close();
+  }
+});
+
+test("receive PG18: _busyPoll() keeps the event loop polling while a COPY's reads flow and lets it sleep once they stop", { skip }, async () => {
+  const c = await cluster(18);
+  const want = (await psql(c, ORACLE)).trim();
+  const client = await connect(`host=${c.socketDir} port=${c.port} user=postgres dbname=postgres`, base);
+  try {
+    assert.equal(busyPolling(), false);
+    // Off by default: a COPY read through the pool never starts it.
+    assert.equal(await md5Of(client.copyTo(COPY, { coalesce: true }).reusing()), want);
+    assert.equal(busyPolling(), false);
+    assert.equal(client._busyPoll(0.2), true);
+    let hot = 0;
+    let chunks = 0;
+    const h = createHash("md5");
+    for await (const chunk of client.copyTo(COPY, { coalesce: true }).reusing()) {
+      h.update(chunk);
+      chunks++;
+      if (busyPolling()) hot++;
+    }
+    assert.equal(h.digest("hex"), want);
+    assert.ok(hot > chunks / 2, `busy-polling during ${hot} of ${chunks} chunks`);
+    // 0.2 ms after the last read the chain of turns ends: nothing is left spinning.
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(busyPolling(), false);
+    // Owned reads (a query's rows) never start it.
+    await client.query("SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g");
+    assert.equal(busyPolling(), false);
+    client._busyPoll(0);
   } finally {
     await client.close();
   }
