@@ -174,6 +174,7 @@ export const COMMANDS: readonly Command[] = [
         choices: ["auto", "binary", "text"],
       }),
       b("no-sync", undefined, "do not wait for changes to reach the disk"),
+      b("no-busy-poll", undefined, "one job: sleep between reads instead of polling (less CPU, more for the server)"),
     ],
     footer: ENV_FOOTER,
     run: async (ctx) => (await import("./dump.ts")).dumpCommand(ctx),

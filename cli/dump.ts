@@ -165,6 +165,7 @@ export async function dumpCommand(ctx: CommandContext): Promise<number> {
     ...(level !== undefined ? { compressionLevel: level } : {}),
     ...(v["data-format"] !== undefined ? { dataFormat: v["data-format"] as "auto" | "text" | "binary" } : {}),
     sync: v["no-sync"] !== true,
+    ...(v["no-busy-poll"] === true ? { busyPoll: false } : {}),
     onProgress: progress.onProgress,
     onWarning: (m) => ctx.info(`warning: ${m}`),
   };

@@ -2,6 +2,7 @@
 // caller's), ACCESS SHARE locks on every dumped table before the catalog is read, data read with
 // COPY ... TO STDOUT by a pool of workers sharing the snapshot (pg_export_snapshot + SET
 // TRANSACTION SNAPSHOT, as pg_dump -j does), largest tables first.
+import { cpus } from "node:os";
 import { mkdir, readdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
@@ -72,6 +73,15 @@ export interface DumpOptions extends SelectOptions, ConnectOptions {
    * being dumped. A plain file is not fsynced, as pg_dump does not fsync one either.
    */
   sync?: boolean;
+  /**
+   * One job: keep the event loop polling for 0.2 ms after each read of table data instead of
+   * sleeping until the server's next send wakes it (the README's client section, "Busy-polling
+   * between bulk reads"). It costs CPU of this process (about 2 s more per 2 GB dumped) and
+   * spares the server the wake-ups: on a virtual machine the backend pays for each. Default true
+   * with one job on a machine with more than one CPU; always off with jobs > 1 (the backends
+   * need the CPUs). `pg-rdma dump --no-busy-poll` turns it off.
+   */
+  busyPoll?: boolean;
   /** Compression of the output: gzip (level 0-9), lz4 (0-1) or zstd (1-22); see compress/. */
   compression?: Compression;
   compressionLevel?: number;
@@ -135,6 +145,7 @@ function validate(o: DumpOptions): { jobs: number; format: "plain" | "directory"
   if (o.lockTimeout !== undefined && (!Number.isInteger(o.lockTimeout) || o.lockTimeout < 0)) throw new RangeError(`lockTimeout must be a non-negative integer (ms), not ${o.lockTimeout}`);
   if (o.snapshot !== undefined && (typeof o.snapshot !== "string" || !/^[0-9A-Fa-f-]+$/.test(o.snapshot))) throw new RangeError(`not a snapshot name: ${JSON.stringify(o.snapshot)}`);
   if (o.snapshot !== undefined && o.serializableDeferrable) throw new RangeError("snapshot and serializableDeferrable cannot be used together, as in pg_dump");
+  if (o.busyPoll !== undefined && typeof o.busyPoll !== "boolean") throw new TypeError(`busyPoll must be true or false, not ${JSON.stringify(o.busyPoll)}`);
   if (o.dataFormat !== undefined && o.dataFormat !== "auto" && o.dataFormat !== "text" && o.dataFormat !== "binary") {
     throw new RangeError(`unknown dataFormat ${JSON.stringify(o.dataFormat)}: use "auto", "text" or "binary"`);
   }
@@ -227,7 +238,8 @@ export async function dump(conninfo: ConnTarget, options: DumpOptions = {}): Pro
     // One job: the backend is the limit and this process waits for it, so the leader busy-polls
     // between reads instead of sleeping and being woken by each send (pg/_receive.ts, keepHot).
     // Not with jobs > 1, where the backends need the CPUs.
-    if (jobs === 1) leader._busyPoll(BUSY_POLL_MS);
+    // On a single CPU the spinning would take it from the backend itself.
+    if (jobs === 1 && (options.busyPoll ?? cpus().length > 1)) leader._busyPoll(BUSY_POLL_MS);
     const workers: Client[] = [];
     let snapshot = options.snapshot;
     const processes = format === "directory" && jobs > 1 && options.processes === true && !options.socketFactory &&

@@ -58,6 +58,10 @@ for (const v of VERSIONS) {
       assert.equal(d.code, 0, d.err);
       assert.ok(!existsSync(file + ".partial"));
       const sql = readFileSync(file, "utf8");
+      // --no-busy-poll changes how the client waits between reads, not what it writes.
+      const quiet = await cli(c, "dump", ["--no-busy-poll", "-f", join(dir, "quiet.sql"), src]);
+      assert.equal(quiet.code, 0, quiet.err);
+      assert.equal(readFileSync(join(dir, "quiet.sql"), "utf8"), sql);
       assert.match(sql, /COPY app\.items \(id, name, tags, doc, price, at\) FROM stdin;|COPY "app"\."items"/);
       const viaPsql = await createDatabase(c, "dpsql");
       const r = await run(psqlPath(), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", c.socketDir, "-p", String(c.port), "-U", "postgres", "-d", viaPsql, "-f", file]);

@@ -5,13 +5,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { cluster, type ClusterInfo, createDatabase, psql, ROLES, unavailable, VERSIONS } from "./_fixture/cluster.ts";
 import { connect, PostgresError } from "../pg/mod.ts";
 import { dump, DumpError, readToc, restore, type TableProgress } from "../dump/mod.ts";
 import { TRANSPORTS } from "./_fixture/transports.ts";
+import { busyPolling } from "../pg/_receive.ts";
 
 const homeDir = mkdtempSync(join(tmpdir(), "pg-rdma-home-"));
 const base = { env: {}, homeDir };
@@ -184,6 +185,41 @@ for (const v of VERSIONS) {
         assert.ok(lines.slice(0, -1).every((l, i) => l === `${i + 1}${rowB}`));
       }
     }
+  });
+
+  test(`dump() busy-polls between reads with one job (not with busyPoll: false, never with jobs > 1); a busyPoll that is not a boolean is a TypeError (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
+    const c = await cluster(v);
+    const db = await createDatabase(c, "dumppoll");
+    await psql(c, `CREATE TABLE b (x int, t text); INSERT INTO b SELECT g, repeat('y', 200) FROM generate_series(1, 200000) g`, { database: db });
+    // How many of table b's progress reports (one per MB, some 40) found the event loop kept hot.
+    const hotReports = async (o: { format: "plain" | "directory"; jobs?: number; busyPoll?: boolean }, name: string) => {
+      let hot = 0;
+      let reports = 0;
+      const s = await dump(conn(c, db), {
+        ...base,
+        ...o,
+        file: join(work, `poll-${v}-${name}`),
+        onProgress: (p) => {
+          if (p.table !== "b" || p.done) return;
+          reports++;
+          if (busyPolling()) hot++;
+        },
+      });
+      assert.equal(s.rows, 200000);
+      assert.ok(reports > 20, `${name}: ${reports} reports`);
+      // Nothing keeps spinning once the dump is over.
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(busyPolling(), false, `${name}: still busy-polling after the dump`);
+      return hot;
+    };
+    const plain = await hotReports({ format: "plain" }, "plain");
+    // On a single CPU the default is off (the spinning would take the backend's CPU).
+    if (cpus().length > 1) assert.ok(plain > 10, `one job: ${plain} reports found the loop hot`);
+    else assert.equal(plain, 0);
+    assert.ok(await hotReports({ format: "plain", busyPoll: true }, "forced") > 10);
+    assert.equal(await hotReports({ format: "plain", busyPoll: false }, "off"), 0);
+    assert.equal(await hotReports({ format: "directory", jobs: 2 }, "jobs"), 0);
+    await assert.rejects(dump(conn(c, db), { ...base, file: join(work, `poll-${v}-bad`), busyPoll: "yes" as unknown as boolean }), /busyPoll must be true or false, not "yes"/);
   });
 
   test(`dump() holds ACCESS SHARE locks so a concurrent DROP TABLE waits (lock_timeout on the DROP side) (PostgreSQL ${v})`, { skip: unavailable(v) }, async () => {
