@@ -76,7 +76,7 @@ export interface LeaseOwner {
   _returned(l: Lease): void;
 }
 
-/** Receive counters (see {@link Receiver.stats} and {@link FreeingReceiver.stats}). */
+/** Receive counters (see {@link LendingReceiver.stats}). */
 export interface ReceiveStats {
   lent: number;
   owned: number;
@@ -103,41 +103,83 @@ export function unlease(l: Lease): void {
 /** What the client attaches: every read as a chunk, lent (with its lease) or owned (no lease). */
 export type ReceiveSink = (chunk: Uint8Array, lease: Lease | undefined) => void;
 
-/** The `onread` side of one socket. */
-export class Receiver implements LeaseOwner, ReceiveSource {
-  // Node Buffers, as a `data` chunk is: utf8() decodes them with their native utf8Slice.
-  #scratch = Buffer.allocUnsafeSlow(READ_SIZE);
-  #free: Uint8Array[] = [];
-  #out = 0;
-  // The buffer handed to the runtime for the next read, if lent (a read may also fail or find
-  // nothing, and then the runtime asks again: the same one is offered).
-  #offered: Uint8Array | undefined;
-  #sink: ReceiveSink | undefined;
-  #lendable: () => boolean = () => false;
-  #early: Uint8Array[] = [];
+/**
+ * What both receivers share: the sink the client attached, and the bookkeeping of lent reads
+ * (counters, the lease, busy-polling, a lease coming back). A subclass decides what a returned,
+ * not given away, buffer becomes ({@link LendingReceiver.recycle}).
+ */
+abstract class LendingReceiver implements LeaseOwner, ReceiveSource {
+  protected sink: ReceiveSink | undefined;
+  protected lendable: () => boolean = () => false;
+  /** Lent reads whose holders have not all let go yet. */
+  protected out = 0;
+  /** Buffers a pool made (Receiver). */
+  protected made = 0;
+  /** Lent reads whose memory was released (FreeingReceiver). */
+  protected freed = 0;
   #lent = 0;
   #owned = 0;
-  #made = 0;
   #given = 0;
-
-  /**
-   * Reads so far, lent and copied out (owned); buffers the pool made; lent buffers given away;
-   * lent buffers not back yet (0 once every holder let go).
-   */
-  get stats(): ReceiveStats {
-    return { lent: this.#lent, owned: this.#owned, buffers: this.#made, given: this.#given, outstanding: this.#out, freed: 0 };
-  }
 
   /** After a lent read, keep the event loop polling this long (ms) before it may sleep; 0: off. */
   busyPollMs = 0;
 
+  /**
+   * Reads so far, lent and copied out (owned); buffers the pool made; lent buffers given away;
+   * lent buffers not back yet (0 once every holder let go); lent buffers released.
+   */
+  get stats(): ReceiveStats {
+    return { lent: this.#lent, owned: this.#owned, buffers: this.made, given: this.#given, outstanding: this.out, freed: this.freed };
+  }
+
+  abstract attach(sink: ReceiveSink, lendable: () => boolean): void;
+
+  /** Hands `chunk`, lying in `buffer`, to the sink as lent; `buffer` comes back through {@link _returned}. */
+  protected lend(chunk: Uint8Array, buffer: Uint8Array): void {
+    this.out++;
+    this.#lent++;
+    if (this.busyPollMs > 0) keepHot(this.busyPollMs);
+    const lease: Lease = { buffer, refs: 1, given: false, from: this };
+    try {
+      this.sink!(chunk, lease);
+    } finally {
+      unlease(lease);
+    }
+  }
+
+  /** Counts a read handed over as owned. */
+  protected countOwned(): void {
+    this.#owned++;
+  }
+
+  /** @internal {@link unlease} of the last holder. */
+  _returned(l: Lease): void {
+    this.out--;
+    if (l.given) this.#given++;
+    else this.recycle(l.buffer);
+  }
+
+  /** A lent buffer every holder let go of, and not given away. */
+  protected abstract recycle(buffer: Uint8Array): void;
+}
+
+/** The `onread` side of one socket. */
+export class Receiver extends LendingReceiver {
+  // Node Buffers, as a `data` chunk is: utf8() decodes them with their native utf8Slice.
+  #scratch = Buffer.allocUnsafeSlow(READ_SIZE);
+  #free: Uint8Array[] = [];
+  // The buffer handed to the runtime for the next read, if lent (a read may also fail or find
+  // nothing, and then the runtime asks again: the same one is offered).
+  #offered: Uint8Array | undefined;
+  #early: Uint8Array[] = [];
+
   /** `onread.buffer`: where the next read lands. */
   readonly buffer = (): Uint8Array => {
     if (this.#offered) return this.#offered;
-    if (this.#out < MAX_LENT && this.#sink !== undefined && this.#lendable()) {
+    if (this.out < MAX_LENT && this.sink !== undefined && this.lendable()) {
       const free = this.#free.pop();
       if (free !== undefined) return this.#offered = free;
-      this.#made++;
+      this.made++;
       return this.#offered = Buffer.allocUnsafeSlow(READ_SIZE);
     }
     return this.#scratch;
@@ -148,20 +190,12 @@ export class Receiver implements LeaseOwner, ReceiveSource {
     if (n <= 0) return true;
     if (buf === this.#offered) {
       this.#offered = undefined;
-      this.#out++;
-      this.#lent++;
-      if (this.busyPollMs > 0) keepHot(this.busyPollMs);
-      const lease: Lease = { buffer: buf, refs: 1, given: false, from: this };
-      try {
-        this.#sink!(buf.subarray(0, n), lease);
-      } finally {
-        unlease(lease);
-      }
+      this.lend(buf.subarray(0, n), buf);
       return true;
     }
-    this.#owned++;
+    this.countOwned();
     const chunk = copyOut(buf, n);
-    if (this.#sink) this.#sink(chunk, undefined);
+    if (this.sink) this.sink(chunk, undefined);
     else this.#early.push(chunk);
     return true;
   };
@@ -171,18 +205,16 @@ export class Receiver implements LeaseOwner, ReceiveSource {
    * read, whether its bytes may be lent.
    */
   attach(sink: ReceiveSink, lendable: () => boolean): void {
-    this.#sink = sink;
-    this.#lendable = lendable;
+    this.sink = sink;
+    this.lendable = lendable;
     const early = this.#early;
     this.#early = [];
     for (const c of early) sink(c, undefined);
   }
 
-  /** @internal {@link unlease} of the last holder. */
-  _returned(l: Lease): void {
-    this.#out--;
-    if (l.given) this.#given++;
-    else if (this.#free.length < MAX_LENT) this.#free.push(l.buffer);
+  /** Back to the pool, if it has room. */
+  protected recycle(buffer: Uint8Array): void {
+    if (this.#free.length < MAX_LENT) this.#free.push(buffer);
   }
 }
 
@@ -205,63 +237,30 @@ const CAN_DETACH = typeof (ArrayBuffer.prototype as { transfer?: unknown }).tran
  * The socket calls {@link FreeingReceiver.deliver} for each chunk once {@link attach}ed, and
  * emits `data` as before when not.
  */
-export class FreeingReceiver implements LeaseOwner, ReceiveSource {
-  #sink: ReceiveSink | undefined;
-  #lendable: () => boolean = () => false;
-  #lent = 0;
-  #owned = 0;
-  #given = 0;
-  #freed = 0;
-  #out = 0;
-
-  /** As {@link Receiver.busyPollMs}. */
-  busyPollMs = 0;
-
+export class FreeingReceiver extends LendingReceiver {
   /** Whether the client attached (then chunks go to {@link deliver}, not to `data` listeners). */
   get attached(): boolean {
-    return this.#sink !== undefined;
-  }
-
-  /** As {@link Receiver.stats}; `buffers` is 0 (no pool), `freed` counts the lent chunks released. */
-  get stats(): ReceiveStats {
-    return { lent: this.#lent, owned: this.#owned, buffers: 0, given: this.#given, outstanding: this.#out, freed: this.#freed };
+    return this.sink !== undefined;
   }
 
   attach(sink: ReceiveSink, lendable: () => boolean): void {
-    this.#sink = sink;
-    this.#lendable = lendable;
+    this.sink = sink;
+    this.lendable = lendable;
   }
 
   /** One read, in memory the caller gives up: lent when it may be, else owned. */
   deliver(chunk: Uint8Array): void {
-    const sink = this.#sink!;
     const whole = chunk.byteOffset === 0 && chunk.buffer.byteLength === chunk.length && chunk.buffer instanceof ArrayBuffer;
-    if (CAN_DETACH && whole && this.#lendable()) {
-      this.#out++;
-      this.#lent++;
-      if (this.busyPollMs > 0) keepHot(this.busyPollMs);
-      const lease: Lease = { buffer: chunk, refs: 1, given: false, from: this };
-      try {
-        sink(chunk, lease);
-      } finally {
-        unlease(lease);
-      }
-      return;
-    }
-    this.#owned++;
-    sink(chunk, undefined);
+    if (CAN_DETACH && whole && this.lendable()) return this.lend(chunk, chunk);
+    this.countOwned();
+    this.sink!(chunk, undefined);
   }
 
-  /** @internal {@link unlease} of the last holder. */
-  _returned(l: Lease): void {
-    this.#out--;
-    if (l.given) {
-      this.#given++;
-      return;
-    }
+  /** Released at once: detached, so the allocator has its memory back. */
+  protected recycle(buffer: Uint8Array): void {
     try {
-      (l.buffer.buffer as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
-      this.#freed++;
+      (buffer.buffer as ArrayBuffer & { transfer(n: number): ArrayBuffer }).transfer(0);
+      this.freed++;
     } catch {
       // Not detachable after all (a runtime's own buffer): the garbage collector frees it.
     }

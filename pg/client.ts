@@ -1407,7 +1407,7 @@ export class Client extends EventEmitter {
    * returns whether it took effect.
    */
   _busyPoll(ms: number): boolean {
-    const rx = (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER];
+    const rx = this.#receiveSource();
     if (rx === undefined) return false;
     rx.busyPollMs = ms;
     return true;
@@ -1415,7 +1415,12 @@ export class Client extends EventEmitter {
 
   /** @internal The receive counters of the client's own plain socket (`_receive.ts`), if it has one. */
   _receiveStats(): ReceiveStats | undefined {
-    return (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER]?.stats;
+    return this.#receiveSource()?.stats;
+  }
+
+  /** The receive side of the client's own plain socket, if it has one. */
+  #receiveSource(): ReceiveSource | undefined {
+    return (this.#raw as (Duplex & { [RECEIVER]?: ReceiveSource }) | undefined)?.[RECEIVER];
   }
 
   /** CopyData frames are cut into pieces only for a request that asked for them. */
